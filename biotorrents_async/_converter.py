@@ -1,0 +1,321 @@
+"""The one cattrs converter: JSON as the server really sends it → typed models.
+
+Built once by :func:`make_converter`; every server quirk the models meet has a hook
+here (api-reference §3.5 and §18). The default cattrs primitive hooks coerce
+silently (``"false"`` → ``True``, ``None`` → ``"None"``, ``False`` → ``0``), so each
+primitive gets a validating hook instead.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar, get_args, get_origin
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from .exceptions import ResponseError
+from .models import (
+    DATE_OR_NONE,
+    HIDDEN_IS_NONE,
+    UNESCAPE,
+    UNESCAPE_OR_NONE,
+    Alert,
+    Page,
+    RecentArtist,
+    RecentGroup,
+)
+
+__all__ = ["make_converter", "structure", "structure_page"]
+
+T = TypeVar("T")
+
+# "1,204": number_format() output (community_stats, ratios ≥ 1000).
+_INT_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+|-?\d+")
+_FLOAT_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+# MySQL's zero date is how some rows say "never".
+_ZERO_DATES = frozenset({"", "0000-00-00 00:00:00"})
+
+
+def _fail(value: Any, expected: str) -> ValueError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return ValueError(f"expected {expected}, got {shown}")
+
+
+def _to_int(value: Any, _: Any = None) -> int:
+    if isinstance(value, bool):
+        raise _fail(value, "an integer")
+    if isinstance(value, int):
+        return value
+    # PHP casts sizes to float; json_encode prints 1.0e+17 for large ones.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
+        return int(value.strip().replace(",", ""))
+    raise _fail(value, "an integer")
+
+
+def _to_float(value: Any, _: Any = None) -> float:
+    if isinstance(value, bool):
+        raise _fail(value, "a number")
+    if isinstance(value, int | float):
+        result = float(value)
+    elif isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+        result = float(value.strip().replace(",", ""))
+    else:
+        raise _fail(value, "a number")
+    if result != result or result in (float("inf"), float("-inf")):
+        raise _fail(value, "a finite number")
+    return result
+
+
+def _to_bool(value: Any, _: Any = None) -> bool:
+    if isinstance(value, bool):
+        return value
+    # ENUM('0','1') columns and PHP ints stand in for booleans in places.
+    if value in (0, 1, "0", "1") and not isinstance(value, float):
+        return bool(int(value))
+    raise _fail(value, "a boolean")
+
+
+def _to_str(value: Any, _: Any = None) -> str:
+    if isinstance(value, str):
+        return value
+    raise _fail(value, "a string")
+
+
+def _unescape(value: Any) -> str:
+    text = _to_str(value)
+    return html.unescape(text) if "&" in text else text
+
+
+def _to_datetime(value: Any, _: Any = None) -> _dt.datetime:
+    text = _to_str(value).strip()
+    try:
+        return _dt.datetime.strptime(text, _DATE_FORMAT)
+    except ValueError:
+        raise _fail(value, "a 'YYYY-MM-DD HH:MM:SS' date") from None
+
+
+def _marker_of(tp: Any) -> object | None:
+    if get_origin(tp) is Annotated:
+        for meta in tp.__metadata__:
+            if meta in (UNESCAPE, UNESCAPE_OR_NONE, HIDDEN_IS_NONE, DATE_OR_NONE):
+                return meta  # type: ignore[no-any-return]
+    return None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def make_converter(*, strict: bool = False) -> cattrs.Converter:
+    """Build the converter that turns API JSON into models.
+
+    Args:
+        strict: Reject keys a model does not know. The library runs non-strict
+            (unknown keys are ignored); the test suite runs strict on every
+            recorded response so that a model silently dropping data fails a test.
+
+    Returns:
+        A ready converter. Register nothing on it afterwards: hook factories cache
+        the hooks of field types when a class is first structured.
+    """
+    conv = cattrs.Converter(detailed_validation=True)
+
+    conv.register_structure_hook(int, _to_int)
+    conv.register_structure_hook(float, _to_float)
+    conv.register_structure_hook(bool, _to_bool)
+    conv.register_structure_hook(str, _to_str)
+    conv.register_structure_hook(_dt.datetime, _to_datetime)
+
+    def structure_marked(value: Any, tp: Any) -> Any:
+        marker = _marker_of(tp)
+        if marker is UNESCAPE:
+            return _unescape(value)
+        if marker is UNESCAPE_OR_NONE:
+            return None if value is None or value == "" else _unescape(value)
+        if marker is DATE_OR_NONE:
+            if value is None or (isinstance(value, str) and value in _ZERO_DATES):
+                return None
+            return _to_datetime(value)
+        # HIDDEN_IS_NONE: community_stats starts every key as false (hidden).
+        if value is None or value is False:
+            return None
+        inner = next(arg for arg in get_args(get_args(tp)[0]) if arg is not type(None))
+        return conv.structure(value, inner)
+
+    conv.register_structure_hook_func(
+        lambda tp: _marker_of(tp) is not None, structure_marked
+    )
+
+    def is_homogeneous_tuple(tp: Any) -> bool:
+        args = get_args(tp)
+        return get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+    def tuple_factory(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
+        item_type = get_args(tp)[0]
+        item_hook = conv.get_structure_hook(item_type)
+
+        def structure_tuple(value: Any, _: Any) -> tuple[Any, ...]:
+            # A dict or a string would otherwise be iterated key by key.
+            if not isinstance(value, list):
+                raise _fail(value, "a list")
+            return tuple(item_hook(item, item_type) for item in value)
+
+        return structure_tuple
+
+    conv.register_structure_hook_factory(is_homogeneous_tuple, tuple_factory)
+
+    def recent_artists(value: Any, _: Any) -> tuple[RecentArtist, ...]:
+        # user_recents: a list holding one list of artists; R1a-era code sends [null].
+        if not isinstance(value, list):
+            raise _fail(value, "a list of artist lists")
+        hook = conv.get_structure_hook(RecentArtist)
+        out: list[RecentArtist] = []
+        for inner in value:
+            if inner is None:
+                continue
+            if not isinstance(inner, list):
+                raise _fail(inner, "a list of artists")
+            out.extend(hook(artist, RecentArtist) for artist in inner)
+        return tuple(out)
+
+    artists_type = tuple[RecentArtist, ...]
+    conv.register_structure_hook_func(lambda tp: tp == artists_type, recent_artists)
+
+    recents_type = tuple[RecentGroup, ...] | None
+
+    def recent_groups(value: Any, _: Any) -> tuple[RecentGroup, ...] | None:
+        # The paranoia path sends the string "hidden" instead of a list.
+        if value is None or value == "hidden":
+            return None
+        return conv.structure(value, tuple[RecentGroup, ...])
+
+    conv.register_structure_hook_func(lambda tp: tp == recents_type, recent_groups)
+
+    def alerts(value: Any, _: Any) -> dict[str, Alert]:
+        # json_die() turns an empty payload into [] (api-reference §3.1).
+        if value == []:
+            return {}
+        if not isinstance(value, dict):
+            raise _fail(value, "an object of notices")
+        return {_to_str(k): conv.structure(v, Alert) for k, v in value.items()}
+
+    alerts_type = dict[str, Alert]
+    conv.register_structure_hook_func(lambda tp: tp == alerts_type, alerts)
+
+    def attrs_factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
+        renames = {
+            field.name: override(rename=field.metadata.get("key", _camel(field.name)))
+            for field in attrs.fields(cls)
+        }
+        inner = make_dict_structure_fn(
+            cls,
+            conv,
+            _cattrs_forbid_extra_keys=strict,
+            **renames,  # type: ignore[arg-type]
+        )
+
+        def structure_model(value: Any, tp: Any) -> Any:
+            if value == []:
+                value = {}  # json_die() empty payload where an object belongs
+            if not isinstance(value, dict):
+                raise _fail(value, f"an object for {cls.__name__}")
+            if cls is RecentGroup:
+                value = _recent_group_keys(value)
+            return inner(value, tp)
+
+        return structure_model
+
+    conv.register_structure_hook_factory(attrs.has, attrs_factory)
+    return conv
+
+
+def _recent_group_keys(value: dict[str, Any]) -> dict[str, Any]:
+    """Map the R1a-era ``user_recents`` keys onto the R1 ones.
+
+    From May 2021 the query selects ``id``/``title``/``picture`` but the code still
+    reads ``ID``, so items carry the lowercase keys plus a bogus ``"ID": 0``.
+    """
+    if "title" not in value and "id" not in value:
+        return value
+    mapped = {k: v for k, v in value.items() if k not in ("id", "title", "picture")}
+    if not mapped.get("ID"):
+        mapped["ID"] = value.get("id")
+    if "title" in value:
+        mapped["Name"] = value["title"]
+    if "picture" in value:
+        mapped["WikiImage"] = value["picture"]
+    return mapped
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc)[:5])
+    return str(exc) or type(exc).__name__
+
+
+def structure(conv: cattrs.Converter, raw: Any, cl: type[T] | Any, action: str) -> T:
+    """Structure ``raw`` into ``cl``; any failure becomes :class:`ResponseError`."""
+    try:
+        return conv.structure(raw, cl)  # type: ignore[no-any-return]
+    except (
+        cattrs.BaseValidationError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        RecursionError,
+        OverflowError,
+    ) as exc:
+        raise ResponseError(
+            f"{action}: unexpected response shape: {_describe(exc)}",
+            status=200,
+            action=action,
+        ) from exc
+
+
+def structure_page(
+    conv: cattrs.Converter,
+    raw: Any,
+    item_type: type[T],
+    *,
+    items_key: str,
+    page_key: str,
+    action: str,
+) -> Page[T]:
+    """Structure one page of a listing into :class:`Page`.
+
+    The list key differs per action (``messages``, ``results``, ``threads``) and so
+    does the page key (``notifications`` says ``currentPages``).
+    """
+    if not isinstance(raw, Mapping):
+        raise ResponseError(
+            f"{action}: expected a page object, got {type(raw).__name__}",
+            status=200,
+            action=action,
+        )
+    fields = {"current_page": raw.get(page_key), "pages": raw.get("pages")}
+    numbers: _PageNumbers = structure(conv, fields, _PageNumbers, action)
+    items: tuple[T, ...] = structure(
+        conv,
+        raw.get(items_key),
+        tuple[item_type, ...],  # type: ignore[valid-type]
+        action,
+    )
+    return Page(items=items, current_page=numbers.current_page, pages=numbers.pages)
+
+
+@attrs.frozen
+class _PageNumbers:
+    current_page: int = attrs.field(metadata={"key": "current_page"})
+    pages: int = attrs.field(metadata={"key": "pages"})

@@ -1,0 +1,379 @@
+"""Endpoint namespaces: build parameters, structure results, page through listings.
+
+Nothing here touches aiohttp: every call goes through :class:`ApiSession.request`.
+Arguments are validated when a method is called, before any request is sent; the
+``iter_*`` methods are plain functions that validate and then return an async
+generator, so bad arguments fail at the call, not at the first ``anext``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import attrs
+import cattrs
+
+from ._converter import structure, structure_page
+from ._session import ApiSession
+from .models import (
+    Alert,
+    AlertKind,
+    BookmarkedArtist,
+    BookmarkedGroup,
+    Box,
+    CommunityStats,
+    Conversation,
+    ConversationSummary,
+    ForumPost,
+    Page,
+    SearchType,
+    TorrentNotification,
+    User,
+    UserRecents,
+    UserSearchResult,
+)
+
+__all__ = ["Bookmarks", "Inbox", "Notifications", "Users"]
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Enum)
+
+
+class _ArgumentError(ValueError, TypeError):
+    """An argument of the wrong type: both a ``ValueError`` and a ``TypeError``."""
+
+
+@attrs.frozen
+class _Listing(Generic[T]):
+    """The facts that make one paged action differ from another."""
+
+    action: str
+    item_type: type[T]
+    items_key: str
+    page_key: str = "currentPage"
+    fixed: Mapping[str, str] = attrs.field(factory=dict)
+
+
+# Page sizes are the server's: 30 (usersearch), 25 (posts, inbox), 50 (notifications).
+_USER_SEARCH = _Listing("usersearch", UserSearchResult, "results")
+_POSTS = _Listing("userhistory", ForumPost, "threads", fixed={"type": "posts"})
+_INBOX = _Listing("inbox", ConversationSummary, "messages")
+# notifications spells it currentPages (a typo inherited from WhatCD).
+_NOTIFICATIONS = _Listing(
+    "notifications", TorrentNotification, "results", page_key="currentPages"
+)
+
+
+def _positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _ArgumentError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _optional_limit(value: object) -> int | None:
+    return None if value is None else _positive("limit", value)
+
+
+def _choice(name: str, value: object, enum: type[E]) -> E:
+    if isinstance(value, enum):
+        return value
+    if not isinstance(value, str):
+        raise _ArgumentError(f"{name} must be a str, got {type(value).__name__}")
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in enum)
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}") from None
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _ArgumentError(f"{name} must be a str, got {type(value).__name__}")
+    # The server trims and then tests PHP empty(), which is also true for "0".
+    if value.strip() in ("", "0"):
+        raise ValueError(f"{name} must not be empty (or '0'), got {value!r}")
+    return value
+
+
+class _Endpoint:
+    def __init__(self, session: ApiSession, converter: cattrs.Converter) -> None:
+        self._session = session
+        self._converter = converter
+
+    async def _get(self, action: str, cl: Any, params: Mapping[str, str]) -> Any:
+        raw = await self._session.request(action, params)
+        return structure(self._converter, raw, cl, action)
+
+    async def _page(
+        self, listing: _Listing[T], params: Mapping[str, str], page: int
+    ) -> Page[T]:
+        query = {**listing.fixed, **params, "page": str(page)}
+        raw = await self._session.request(listing.action, query)
+        return structure_page(
+            self._converter,
+            raw,
+            listing.item_type,
+            items_key=listing.items_key,
+            page_key=listing.page_key,
+            action=listing.action,
+        )
+
+    async def _iterate(
+        self,
+        listing: _Listing[T],
+        params: Mapping[str, str],
+        start_page: int,
+        limit: int | None,
+    ) -> AsyncIterator[T]:
+        # One page at a time, fetched only when the consumer asks for more:
+        # prefetching would spend rate-limit budget that a `break` then wastes.
+        number, count = start_page, 0
+        while True:
+            page = await self._page(listing, params, number)
+            for item in page.items:
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+            if not page.items or page.current_page >= page.pages:
+                return
+            number += 1
+
+
+class Users(_Endpoint):
+    """Profiles, search, community stats, recent torrents and forum posts."""
+
+    async def get(self, user_id: int) -> User:
+        """Fetch a user's profile (``action=user``).
+
+        Args:
+            user_id: The user's id (>= 1).
+
+        Raises:
+            NotFoundError: No such user.
+        """
+        uid = _positive("user_id", user_id)
+        result: User = await self._get("user", User, {"id": str(uid)})
+        return result
+
+    async def search(self, query: str, *, page: int = 1) -> Page[UserSearchResult]:
+        """Search usernames containing ``query`` (30 per page, ordered by name).
+
+        ``%`` and ``_`` act as wildcards on the server.
+        """
+        params = {"search": _text("query", query)}
+        return await self._page(_USER_SEARCH, params, _positive("page", page))
+
+    def iter_search(
+        self, query: str, *, start_page: int = 1, limit: int | None = None
+    ) -> AsyncIterator[UserSearchResult]:
+        """Iterate over every hit of a user search, page after page.
+
+        Each page is one throttled request. Stops after ``limit`` items, on an
+        empty page, or after the last page.
+        """
+        params = {"search": _text("query", query)}
+        return self._iterate(
+            _USER_SEARCH,
+            params,
+            _positive("start_page", start_page),
+            _optional_limit(limit),
+        )
+
+    async def community_stats(self, user_id: int) -> CommunityStats:
+        """Fetch a user's seeding/snatch counters (``action=community_stats``).
+
+        A nonexistent user is not an error on the server: every count is zero.
+        """
+        uid = _positive("user_id", user_id)
+        result: CommunityStats = await self._get(
+            "community_stats", CommunityStats, {"userid": str(uid)}
+        )
+        return result
+
+    async def recents(self, user_id: int, *, limit: int = 15) -> UserRecents:
+        """Fetch a user's recent snatches and uploads (``action=user_recents``).
+
+        Args:
+            user_id: The user's id.
+            limit: How many groups per list, 1 to 50 (the server rejects more).
+        """
+        uid = _positive("user_id", user_id)
+        if _positive("limit", limit) > 50:
+            raise ValueError(f"limit must be <= 50, got {limit}")
+        result: UserRecents = await self._get(
+            "user_recents", UserRecents, {"userid": str(uid), "limit": str(limit)}
+        )
+        return result
+
+    async def posts(self, user_id: int, *, page: int = 1) -> Page[ForumPost]:
+        """Fetch one page of a user's forum posts, newest first (25 per page)."""
+        params = {"userid": str(_positive("user_id", user_id))}
+        return await self._page(_POSTS, params, _positive("page", page))
+
+    def iter_posts(
+        self, user_id: int, *, start_page: int = 1, limit: int | None = None
+    ) -> AsyncIterator[ForumPost]:
+        """Iterate over a user's forum posts, page after page."""
+        params = {"userid": str(_positive("user_id", user_id))}
+        return self._iterate(
+            _POSTS, params, _positive("start_page", start_page), _optional_limit(limit)
+        )
+
+
+def _inbox_params(
+    box: Box | str,
+    search: str | None,
+    search_type: SearchType | str | None,
+    unread_first: bool,
+) -> dict[str, str]:
+    params = {"type": _choice("box", box, Box).value}
+    if (search is None) != (search_type is None):
+        # The server silently ignores a search without a valid searchtype.
+        raise ValueError("search and search_type must be given together")
+    if search is not None:
+        params["search"] = _text("search", search)
+        params["searchtype"] = _choice("search_type", search_type, SearchType).value
+    if not isinstance(unread_first, bool):
+        raise _ArgumentError("unread_first must be a bool")
+    if unread_first:
+        params["sort"] = "unread"
+    return params
+
+
+class Inbox(_Endpoint):
+    """Your private conversations."""
+
+    async def conversations(
+        self,
+        *,
+        page: int = 1,
+        box: Box | str = Box.INBOX,
+        search: str | None = None,
+        search_type: SearchType | str | None = None,
+        unread_first: bool = False,
+    ) -> Page[ConversationSummary]:
+        """Fetch one page of conversations (25 per page; sticky first, then newest).
+
+        Args:
+            page: Page number (>= 1).
+            box: ``"inbox"`` or ``"sentbox"``.
+            search: Words to look for; needs ``search_type``.
+            search_type: ``"subject"``, ``"message"`` (finds nothing: bodies are
+                stored encrypted) or ``"user"`` (exact name, case-insensitive).
+            unread_first: Put unread conversations first.
+        """
+        params = _inbox_params(box, search, search_type, unread_first)
+        return await self._page(_INBOX, params, _positive("page", page))
+
+    def iter_conversations(
+        self,
+        *,
+        box: Box | str = Box.INBOX,
+        search: str | None = None,
+        search_type: SearchType | str | None = None,
+        unread_first: bool = False,
+        start_page: int = 1,
+        limit: int | None = None,
+    ) -> AsyncIterator[ConversationSummary]:
+        """Iterate over conversations, page after page (one request per page)."""
+        params = _inbox_params(box, search, search_type, unread_first)
+        return self._iterate(
+            _INBOX, params, _positive("start_page", start_page), _optional_limit(limit)
+        )
+
+    async def conversation(self, conv_id: int) -> Conversation:
+        """Fetch a whole conversation. Note: the server marks it read.
+
+        Raises:
+            ApiError: Not a participant, or no such conversation (the server says
+                only ``{"status": "failure"}``).
+        """
+        cid = _positive("conv_id", conv_id)
+        result: Conversation = await self._get(
+            "inbox", Conversation, {"type": "viewconv", "id": str(cid)}
+        )
+        return result
+
+
+class Bookmarks(_Endpoint):
+    """Your bookmarks (the server sends them all at once, unpaged)."""
+
+    async def torrents(self) -> tuple[BookmarkedGroup, ...]:
+        """Fetch your bookmarked torrent groups, in bookmark order."""
+        raw = await self._session.request("bookmarks", {"type": "torrents"})
+        result: tuple[BookmarkedGroup, ...] = structure(
+            self._converter,
+            _field(raw, "bookmarks"),
+            tuple[BookmarkedGroup, ...],
+            "bookmarks",
+        )
+        return result
+
+    async def artists(self) -> tuple[BookmarkedArtist, ...]:
+        """Fetch your bookmarked artists (in no defined order)."""
+        raw = await self._session.request("bookmarks", {"type": "artists"})
+        result: tuple[BookmarkedArtist, ...] = structure(
+            self._converter,
+            _field(raw, "artists"),
+            tuple[BookmarkedArtist, ...],
+            "bookmarks",
+        )
+        return result
+
+
+def _field(raw: Any, key: str) -> Any:
+    # A missing key becomes None, which the structure step reports as a
+    # ResponseError naming the expected list.
+    return raw.get(key) if isinstance(raw, dict) else raw
+
+
+class Notifications(_Endpoint):
+    """Torrent-filter notifications and site alerts."""
+
+    async def torrents(self, *, page: int = 1) -> Page[TorrentNotification]:
+        """Fetch one page of torrent-filter hits (50 per page, newest first).
+
+        Note: the server marks **all** your torrent notifications read. Token-only
+        clients always get :class:`ApiError` (``"bad parameters"``) here: the
+        server needs the cookie session to know your permissions.
+        """
+        return await self._page(_NOTIFICATIONS, {}, _positive("page", page))
+
+    def iter_torrents(
+        self, *, start_page: int = 1, limit: int | None = None
+    ) -> AsyncIterator[TorrentNotification]:
+        """Iterate over torrent-filter hits, page after page."""
+        return self._iterate(
+            _NOTIFICATIONS,
+            {},
+            _positive("start_page", start_page),
+            _optional_limit(limit),
+        )
+
+    async def alerts(self) -> dict[str, Alert]:
+        """Fetch pending pop-up notices, keyed by type name (``{}`` if none)."""
+        result: dict[str, Alert] = await self._get(
+            "get_user_notifications", dict[str, Alert], {}
+        )
+        return result
+
+    async def clear(self, kind: AlertKind | str) -> None:
+        """Clear one kind of notice (POST; the server answers with an empty body).
+
+        The server cannot confirm the effect; re-read :meth:`alerts` to see it.
+
+        Args:
+            kind: One of :class:`AlertKind` (or its string value).
+        """
+        value = _choice("kind", kind, AlertKind).value
+        await self._session.request(
+            "clear_user_notification",
+            method="POST",
+            data={"type": value},
+            empty_ok=True,
+        )

@@ -1,0 +1,119 @@
+"""Exceptions raised by biotorrents_async.
+
+Everything the library raises on purpose derives from :class:`BioTorrentsError`::
+
+    BioTorrentsError
+    ├── AuthenticationError        302 to login.php, HTTP 401/403, token failure message
+    ├── RateLimitError             "rate limit exceeded" and the retry budget is spent
+    ├── ApiError                   {"status": "failure"}
+    │   └── NotFoundError          "no such user" and the like
+    ├── TransportError             connection errors and timeouts, after retries
+    └── ResponseError              a body that is not the JSON the action promises
+        └── LegacyApiUnavailableError   the server speaks the newer JSON:API instead
+
+No message, ``repr`` or attribute of these exceptions carries the token or the
+cookie values: the session wrapper never puts them there and redacts body excerpts.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiError",
+    "AuthenticationError",
+    "BioTorrentsError",
+    "LegacyApiUnavailableError",
+    "NotFoundError",
+    "RateLimitError",
+    "ResponseError",
+    "TransportError",
+]
+
+
+class BioTorrentsError(Exception):
+    """Base class of every error the library raises on purpose.
+
+    Attributes:
+        action: The API action that failed (``"inbox"``, ``"user"``, …), or ``None``.
+    """
+
+    def __init__(self, message: str, *, action: str | None = None) -> None:
+        super().__init__(message)
+        self.action = action
+
+
+class AuthenticationError(BioTorrentsError):
+    """The server did not accept the credentials.
+
+    Raised for a redirect to ``login.php`` (no or expired session), HTTP 401/403 and
+    the bearer-token failure messages (``"invalid token format"``, ``"token
+    revoked"``, …). Never retried: the server bans IPs after repeated failures.
+    """
+
+
+class RateLimitError(BioTorrentsError):
+    """The server said "rate limit exceeded" and the retry budget ran out.
+
+    Attributes:
+        retry_after: Seconds to wait before the server's window has surely reset.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float, action: str | None = None
+    ) -> None:
+        super().__init__(message, action=action)
+        self.retry_after = retry_after
+
+
+class ApiError(BioTorrentsError):
+    """The server answered ``{"status": "failure"}``.
+
+    Attributes:
+        message: The server's ``error`` text, or ``None`` when it sent none.
+    """
+
+    def __init__(self, message: str | None, *, action: str | None = None) -> None:
+        text = message if message is not None else "request failed (no error message)"
+        super().__init__(f"{action or 'request'}: {text}", action=action)
+        self.message = message
+
+
+class NotFoundError(ApiError):
+    """The thing asked for does not exist (``"no such user"`` and the like)."""
+
+
+class TransportError(BioTorrentsError):
+    """The request did not complete: connection error or timeout, after retries.
+
+    The aiohttp (or asyncio) error is chained as ``__cause__``.
+    """
+
+
+class ResponseError(BioTorrentsError):
+    """The body is not the JSON the action promises.
+
+    An HTML error page, an empty or truncated body, or JSON of the wrong shape.
+
+    Attributes:
+        status: The HTTP status of the answer.
+        body_excerpt: The start of the body, with secrets redacted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body_excerpt: str = "",
+        action: str | None = None,
+    ) -> None:
+        super().__init__(message, action=action)
+        self.status = status
+        self.body_excerpt = body_excerpt
+
+
+class LegacyApiUnavailableError(ResponseError):
+    """The server answers with the newer JSON:API shape (``{"errors": ...}``).
+
+    Servers running the current BioGazelle code no longer serve the ``action=``
+    endpoints at all; retrying will not help.
+    """

@@ -1,0 +1,124 @@
+"""Helpers shared by the tests: recorded server answers and an aioresponses router."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aioresponses import CallbackResult
+from yarl import URL
+
+FIXTURES = Path(__file__).parent / "fixtures" / "real-server"
+BASE = "https://bio.example"
+API = f"{BASE}/api.php"
+TOKEN = "tok3nSECRETvalue-do-not-log"
+COOKIES = {"session": "sessSECRETcookie", "userid": "2"}
+
+
+@dataclass
+class Exchange:
+    """One recorded HTTP answer: status, headers and the raw body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def load_exchanges(name: str) -> list[Exchange]:
+    """Parse a recorded `.txt` file (one or more exchanges) from the real server."""
+    raw = (FIXTURES / name).read_bytes()
+    chunks = re.split(rb"(?m)^### request \d+ at [^\n]*\n", raw)
+    out = []
+    for chunk in chunks:
+        text = b"\n".join(ln for ln in chunk.split(b"\n") if not ln.startswith(b"###"))
+        start = text.find(b"HTTP/1.")
+        if start < 0:
+            continue
+        head, _, body = text[start:].partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode().split("\r\n")
+        headers = {}
+        for line in header_lines:
+            key, _, value = line.partition(":")
+            headers[key.strip()] = value.strip()
+        if body.endswith(b"\n"):
+            body = body[:-1]  # the recorder's own line break
+        out.append(Exchange(int(status_line.split()[1]), headers, body))
+    return out
+
+
+def load_exchange(name: str) -> Exchange:
+    (only,) = load_exchanges(name)
+    return only
+
+
+def response_of(name: str) -> Any:
+    """The `response` value of a recorded success envelope."""
+    return json.loads(load_exchange(name).body)["response"]
+
+
+@dataclass
+class Call:
+    method: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    data: Any
+
+
+Handler = Callable[[Call], "Exchange | CallbackResult | BaseException"]
+
+
+@dataclass
+class Router:
+    """Answers every request to the API URL from a queue or a handler function."""
+
+    calls: list[Call] = field(default_factory=list)
+    queue: list[Any] = field(default_factory=list)
+    handler: Handler | None = None
+
+    def reply(self, *answers: Exchange | str | BaseException) -> None:
+        """Queue answers: Exchange, a fixture file name, or an exception to raise."""
+        for answer in answers:
+            if isinstance(answer, str):
+                answer = load_exchange(answer)
+            self.queue.append(answer)
+
+    def json(self, body: str, status: int = 200, **headers: str) -> None:
+        self.queue.append(
+            Exchange(
+                status, {"Content-Type": "application/json", **headers}, body.encode()
+            )
+        )
+
+    def __call__(self, url: URL, **kwargs: Any) -> CallbackResult:
+        call = Call(
+            method=kwargs.get("method", "GET"),
+            query=dict(url.query),
+            headers=dict(kwargs.get("headers") or {}),
+            data=kwargs.get("data"),
+        )
+        self.calls.append(call)
+        if self.queue:
+            answer = self.queue.pop(0)
+        elif self.handler is not None:
+            answer = self.handler(call)
+        else:
+            raise AssertionError(f"unexpected request: {call}")
+        if isinstance(answer, BaseException):
+            raise answer
+        if isinstance(answer, CallbackResult):
+            return answer
+        headers = dict(answer.headers)
+        content_type = headers.pop(
+            "Content-Type", headers.pop("Content-type", "text/html")
+        )
+        headers.pop("Content-Length", None)
+        return CallbackResult(
+            status=answer.status,
+            body=answer.body,
+            headers=headers,
+            content_type=content_type.split(";")[0],
+        )
