@@ -231,8 +231,7 @@ class ApiSession:
                 raise outcome.error
             delay = policy.backoff(attempt, self._random())
             logger.warning(
-                "%s: %s; retrying in %.2fs (attempt %d/%d)",
-                action,
+                "%s; retrying in %.2fs (attempt %d/%d)",
                 outcome.error,
                 delay,
                 attempt,

@@ -11,7 +11,7 @@ import aiohttp
 import aioresponses.core as aioresponses_core
 import pytest
 from aioresponses import CallbackResult, aioresponses
-from support import API, BASE, TOKEN, Router
+from support import BASE, TOKEN, Router
 from yarl import URL
 
 from biotorrents_async import BioTorrentsClient, RetryPolicy
@@ -39,7 +39,7 @@ def api() -> Iterator[Router]:
     with aioresponses() as mocked:
         for method in ("GET", "POST"):
             mocked.add(
-                re.compile(re.escape(API) + r".*"),
+                re.compile(re.escape(BASE) + r"/.*"),
                 method,
                 callback=_with_method(router, method),
                 repeat=True,

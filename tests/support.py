@@ -63,6 +63,7 @@ def response_of(name: str) -> Any:
 @dataclass
 class Call:
     method: str
+    path: str
     query: dict[str, str]
     headers: dict[str, str]
     data: Any
@@ -96,6 +97,7 @@ class Router:
     def __call__(self, url: URL, **kwargs: Any) -> CallbackResult:
         call = Call(
             method=kwargs.get("method", "GET"),
+            path=url.path,
             query=dict(url.query),
             headers=dict(kwargs.get("headers") or {}),
             data=kwargs.get("data"),
