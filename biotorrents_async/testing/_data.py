@@ -1,0 +1,468 @@
+"""The fake server's data: typed records, a small API to add them, and a seed set."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+from collections.abc import Iterable
+
+import attrs
+
+__all__ = [
+    "FakeArtist",
+    "FakeConversation",
+    "FakeData",
+    "FakeGroup",
+    "FakeMessage",
+    "FakeNotification",
+    "FakePost",
+    "FakeThread",
+    "FakeTorrent",
+    "FakeUser",
+]
+
+#: Classes whose members have ``site_torrents_notify`` (api-reference §14).
+NOTIFY_CLASSES = frozenset({"Power User", "Elite", "Donor", "Moderator", "Sysop"})
+#: Classes with ``site_view_torrent_snatchlist`` (community_stats, §8).
+SNATCHLIST_CLASSES = frozenset({"Moderator", "Sysop"})
+#: Class levels, for "viewer class >= target class" checks.
+CLASS_LEVELS = {
+    "User": 100,
+    "Member": 150,
+    "Power User": 200,
+    "Donor": 202,
+    "Elite": 250,
+    "Moderator": 800,
+    "Sysop": 1000,
+}
+EPOCH = dt.datetime(2021, 1, 18, 12, 0, 0)
+
+
+def _hex(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+@attrs.define
+class FakeUser:
+    """A user account. ``class_name == "Donor"`` exempts it from the rate limit."""
+
+    id: int
+    username: str
+    class_name: str = "User"
+    avatar: str = ""
+    profile_text: str = ""
+    joined: dt.datetime = EPOCH
+    last_access: dt.datetime | None = EPOCH
+    uploaded: int = 0
+    downloaded: int = 0
+    required_ratio: float = 0.0
+    donor: bool = False
+    warned: bool = False
+    enabled: bool = True
+    #: community_stats overrides (``None`` = computed from snatches/uploads).
+    seeding: int | None = None
+    snatched: int | None = None
+    leeching: int = 0
+    last_read_news: int = 0
+    last_read_blog: int = 0
+    authkey: str = ""
+    passkey: str = ""
+    #: Pop-up notices other than Inbox/News/Blog/Torrents: kind → (message, url).
+    alerts: dict[str, tuple[str, str]] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        self.authkey = self.authkey or _hex(f"authkey{self.id}")
+        self.passkey = self.passkey or _hex(f"passkey{self.id}")
+
+
+@attrs.define
+class FakeMessage:
+    """One private message; ``body`` is BBCode source, ``sender_id`` 0 = System."""
+
+    sender_id: int
+    body: str
+    sent: dt.datetime
+
+
+@attrs.define
+class FakeConversation:
+    """A private conversation between ``participants`` (sender first)."""
+
+    id: int
+    subject: str
+    participants: tuple[int, int]
+    messages: list[FakeMessage]
+    sticky: bool = False
+    unread_for: set[int] = attrs.field(factory=set)
+    forwarded_id: int = 0
+
+
+@attrs.define
+class FakeArtist:
+    """An artist (lab, author) credited on torrent groups."""
+
+    id: int
+    name: str
+
+
+@attrs.define
+class FakeTorrent:
+    """One torrent of a group."""
+
+    id: int
+    group_id: int
+    platform: str
+    file_count: int
+    size: int
+    seeders: int
+    leechers: int
+    snatched: int
+    time: dt.datetime
+    uploader_id: int
+    free: bool = False
+
+
+@attrs.define
+class FakeGroup:
+    """A torrent group (a dataset)."""
+
+    id: int
+    name: str
+    year: int
+    accession: str
+    tags: list[str]
+    picture: str
+    artists: list[FakeArtist]
+    category_id: int = 1
+    torrents: list[FakeTorrent] = attrs.field(factory=list)
+
+
+@attrs.define
+class FakeThread:
+    """A forum thread."""
+
+    id: int
+    title: str
+    locked: bool = False
+    sticky: bool = False
+
+
+@attrs.define
+class FakePost:
+    """A forum post; ``body`` is BBCode source."""
+
+    id: int
+    thread_id: int
+    author_id: int
+    body: str
+    added: dt.datetime
+    edited_user_id: int = 0
+    edited_time: dt.datetime | None = None
+
+
+@attrs.define
+class FakeNotification:
+    """A torrent-filter hit for ``user_id``."""
+
+    user_id: int
+    torrent_id: int
+    unread: bool = True
+
+
+@attrs.define
+class FakeData:
+    """Everything the fake server knows. Add to it with the ``add_*`` methods."""
+
+    users: dict[int, FakeUser] = attrs.field(factory=dict)
+    conversations: dict[int, FakeConversation] = attrs.field(factory=dict)
+    groups: dict[int, FakeGroup] = attrs.field(factory=dict)
+    threads: dict[int, FakeThread] = attrs.field(factory=dict)
+    posts: dict[int, FakePost] = attrs.field(factory=dict)
+    notifications: list[FakeNotification] = attrs.field(factory=list)
+    bookmarks: dict[int, list[int]] = attrs.field(factory=dict)
+    artist_bookmarks: dict[int, list[int]] = attrs.field(factory=dict)
+    snatches: dict[int, list[int]] = attrs.field(factory=dict)
+    news: list[tuple[int, str]] = attrs.field(factory=list)
+    blog: list[tuple[int, str]] = attrs.field(factory=list)
+    artists: dict[int, FakeArtist] = attrs.field(factory=dict)
+
+    # --- ids --------------------------------------------------------------------
+
+    @staticmethod
+    def _next(ids: Iterable[int], start: int = 1) -> int:
+        return max(ids, default=start - 1) + 1
+
+    def torrent(self, torrent_id: int) -> FakeTorrent | None:
+        """Find a torrent by id."""
+        for group in self.groups.values():
+            for torrent in group.torrents:
+                if torrent.id == torrent_id:
+                    return torrent
+        return None
+
+    # --- the typed API for tests --------------------------------------------------
+
+    def add_user(self, username: str, **fields: object) -> FakeUser:
+        """Create a user (any :class:`FakeUser` field may be given)."""
+        user_id = int(fields.pop("id", self._next(self.users)))  # type: ignore[call-overload]
+        user = FakeUser(user_id, username, **fields)  # type: ignore[arg-type]
+        self.users[user.id] = user
+        return user
+
+    def add_conversation(
+        self,
+        subject: str,
+        *,
+        sender: int,
+        recipient: int,
+        bodies: Iterable[str] = ("Hello!",),
+        sent: dt.datetime | None = None,
+        unread: bool = True,
+        sticky: bool = False,
+    ) -> FakeConversation:
+        """Create a conversation; messages alternate between the two, sender first.
+
+        ``sender=0`` makes a system message. The recipient sees it unread unless
+        ``unread=False``.
+        """
+        when = sent or EPOCH
+        messages = []
+        for n, body in enumerate(bodies):
+            author = sender if n % 2 == 0 else recipient
+            messages.append(
+                FakeMessage(author, body, when + dt.timedelta(minutes=7 * n))
+            )
+        conv = FakeConversation(
+            id=self._next(self.conversations),
+            subject=subject,
+            participants=(sender, recipient),
+            messages=messages,
+            sticky=sticky,
+            unread_for={recipient} if unread else set(),
+        )
+        self.conversations[conv.id] = conv
+        return conv
+
+    def add_artist(self, name: str) -> FakeArtist:
+        """Create an artist."""
+        artist = FakeArtist(self._next(self.artists), name)
+        self.artists[artist.id] = artist
+        return artist
+
+    def add_group(
+        self,
+        name: str,
+        *,
+        year: int = 2020,
+        accession: str = "",
+        tags: Iterable[str] = (),
+        picture: str = "",
+        artists: Iterable[FakeArtist] = (),
+        category_id: int = 1,
+    ) -> FakeGroup:
+        """Create a torrent group (a dataset)."""
+        group = FakeGroup(
+            id=self._next(self.groups, 100),
+            name=name,
+            year=year,
+            accession=accession,
+            tags=list(tags),
+            picture=picture,
+            artists=list(artists),
+            category_id=category_id,
+        )
+        self.groups[group.id] = group
+        return group
+
+    def add_torrent(
+        self,
+        group: FakeGroup,
+        *,
+        uploader: int,
+        platform: str = "Illumina",
+        size: int = 1 << 30,
+        file_count: int = 1,
+        time: dt.datetime | None = None,
+        seeders: int = 1,
+        leechers: int = 0,
+        snatched: int = 0,
+    ) -> FakeTorrent:
+        """Add a torrent to ``group``."""
+        ids = [t.id for g in self.groups.values() for t in g.torrents]
+        torrent = FakeTorrent(
+            id=self._next(ids, 100),
+            group_id=group.id,
+            platform=platform,
+            file_count=file_count,
+            size=size,
+            seeders=seeders,
+            leechers=leechers,
+            snatched=snatched,
+            time=time or EPOCH,
+            uploader_id=uploader,
+        )
+        group.torrents.append(torrent)
+        return torrent
+
+    def add_thread(self, title: str, *, locked: bool = False) -> FakeThread:
+        """Create a forum thread."""
+        thread = FakeThread(self._next(self.threads), title, locked=locked)
+        self.threads[thread.id] = thread
+        return thread
+
+    def add_post(
+        self, thread: FakeThread, *, author: int, body: str, added: dt.datetime
+    ) -> FakePost:
+        """Add a post to ``thread``."""
+        post = FakePost(self._next(self.posts), thread.id, author, body, added)
+        self.posts[post.id] = post
+        return post
+
+    def add_notification(
+        self, user_id: int, torrent: FakeTorrent, *, unread: bool = True
+    ) -> FakeNotification:
+        """Record a torrent-filter hit for ``user_id``."""
+        hit = FakeNotification(user_id, torrent.id, unread)
+        self.notifications.append(hit)
+        return hit
+
+    def add_alert(self, user_id: int, kind: str, message: str, url: str) -> None:
+        """Add a pop-up notice (``StaffPM``, ``Quotes``, ``Subscriptions``, …)."""
+        self.users[user_id].alerts[kind] = (message, url)
+
+    # --- the seed set -------------------------------------------------------------
+
+    @classmethod
+    def seeded(cls, seed: int = 0) -> FakeData:
+        """Return a realistic open-science data set; every listing spans pages.
+
+        Users 1 (``labadmin``, Sysop, rate-limit exempt) and 2 (``kestrel``,
+        Power User, the demo account) come first.
+        """
+        rng = random.Random(seed)
+        data = cls()
+        data.add_user("labadmin", id=1, class_name="Sysop", uploaded=5 << 30)
+        data.add_user(
+            "kestrel",
+            id=2,
+            class_name="Power User",
+            avatar="https://img.example.org/a.png?w=64&h=64",
+            profile_text="Metagenomics, mostly **16S** amplicon sets & friends.",
+            uploaded=21_474_836_480,
+            downloaded=12_884_901_888,
+            joined=dt.datetime(2020, 6, 14, 9, 12, 44),
+            seeding=1204,
+            snatched=1377,
+            last_access=dt.datetime(2021, 1, 17, 22, 5, 31),
+        )
+        special = ["marshé", "Ana Jiménez", "Kenji 渡辺", "O'Brien & Sons", "Zoë"]
+        for name in special:
+            data.add_user(name, class_name=rng.choice(["User", "Member", "Elite"]))
+        labs = ["lab", "biolab", "seqlab", "proteolab", "labrat", "wetlab", "drylab"]
+        for n in range(68):
+            stem = labs[n % len(labs)]
+            data.add_user(
+                f"{stem}_{n:02d}",
+                class_name=rng.choice(["User", "Member", "Power User", "Donor"]),
+                donor=rng.random() < 0.2,
+                warned=n % 17 == 0,
+                avatar="" if n % 3 else f"https://ptpimg.example/{n:04d}.png",
+            )
+        data.add_user("kestrel_lab", class_name="Donor", donor=True)
+
+        names = [
+            "Escherichia Lab",
+            "Jane Q. Sequencer",
+            "Ana Jiménez",
+            "Kenji Watanabe",
+            "Félix Blei & co",
+        ]
+        artists = [data.add_artist(n) for n in names]
+        datasets = [
+            ("Arabidopsis root single-cell atlas", "GSE152766", "single_cell plant"),
+            ("SARS-CoV-2 wastewater surveillance, Jan 2021", "PRJNA661613", "covid"),
+            ("E. coli K-12 MG1655 genome", "NC_000913.3", "bacteria genome"),
+            ("Human chr21 reads & alignments", "SRR000001", "human reads"),
+            ("Bruker timsTOF proteomics <raw>", "PXD023050", "proteomics"),
+            ("Psilocybe serbica enzymes", "", "fungi enzymes"),
+        ]
+        uploader_ids = [2, 1, 3, 4]
+        for n in range(60):
+            title, acc, tags = datasets[n % len(datasets)]
+            group = data.add_group(
+                f"{title} #{n + 1}",
+                year=2015 + n % 7,
+                accession=f"{acc}.{n}" if acc else "",
+                tags=tags.split(),
+                # Only category-1 groups with an image show in user_recents.
+                picture="" if n % 5 == 4 else f"https://i.imgur.example/{n:03d}.png",
+                artists=rng.sample(artists, k=1 + n % 3),
+                category_id=1 if n % 4 else 2,
+            )
+            data.add_torrent(
+                group,
+                uploader=uploader_ids[n % len(uploader_ids)],
+                platform=rng.choice(["Illumina", "Nanopore", "PacBio", "Bruker"]),
+                size=rng.randrange(10**6, 5 * 10**11),
+                file_count=rng.randrange(1, 300),
+                time=EPOCH - dt.timedelta(hours=9 * n),
+                seeders=rng.randrange(0, 40),
+                leechers=rng.randrange(0, 5),
+                snatched=rng.randrange(0, 1500),
+            )
+        groups = list(data.groups.values())
+        data.bookmarks[2] = [g.id for g in groups[:7]]
+        data.artist_bookmarks[2] = [artists[2].id, artists[0].id]
+        data.snatches[2] = [g.torrents[0].id for g in groups[10:40]]
+        # 120 hits (three pages of 50): every group matched by two filters.
+        for n in range(120):
+            group = groups[n % len(groups)]
+            data.add_notification(2, group.torrents[0], unread=n < 5)
+
+        subjects = [
+            "Re: Bruker raw files & converters",
+            'Mirror for GISAID metadata? "hCoV" subsets',
+            "Your torrent has been approved",
+            "Question about <accession> formats",
+            "Grüße aus dem Labor",
+        ]
+        others = [1, 3, 4, 5, 6, 7, 0]
+        for n in range(64):
+            other = others[n % len(others)]
+            to_me = n % 3 != 0 or other == 0
+            data.add_conversation(
+                f"{subjects[n % len(subjects)]} ({n + 1})",
+                sender=other if to_me else 2,
+                recipient=2 if to_me else other,
+                bodies=[
+                    f"Message {n + 1}: see [url=https://example.org/{n}]data[/url].",
+                    "Thanks! [b]Got it[/b] & will seed.",
+                ][: 1 + n % 2],
+                sent=EPOCH - dt.timedelta(hours=5 * n),
+                unread=n % 4 == 0,
+                sticky=n == 10,
+            )
+
+        titles = [
+            'Mirror for GISAID metadata? "hCoV" subsets',
+            "Report broken site features",
+            "Best practice for FASTQ & BAM seeding",
+            "Grüße: welcome thread",
+        ]
+        threads = [data.add_thread(t, locked=i == 1) for i, t in enumerate(titles)]
+        threads[3].sticky = True
+        for n in range(70):
+            thread = threads[n % len(threads)]
+            data.add_post(
+                thread,
+                author=2 if n % 5 else 1,
+                body=f"Post {n + 1}: seeding the *2020-12* dump <now> & later.",
+                added=EPOCH - dt.timedelta(hours=3 * n),
+            )
+        data.posts[1].edited_user_id = 1
+        data.posts[1].edited_time = EPOCH
+        data.news = [(1, "Tracker maintenance on Jan 20"), (27, "New & improved API")]
+        data.blog = [(3, "Open data: 1 PB seeded")]
+        data.add_alert(2, "StaffPM", "You have a new Staff PM", "staffpm.php")
+        return data
