@@ -195,12 +195,18 @@ class BioTorrentsClient:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters since creation: requests sent, retries, rate-limit pauses."""
+        """Counters since creation.
+
+        ``requests`` (HTTP attempts sent), ``retries``, ``rate_limit_pauses`` (the
+        server said "rate limit exceeded") and ``throttle_waits`` (calls that
+        waited for the client's own pacing).
+        """
         s = self._session
         return {
             "requests": s.requests_sent,
             "retries": s.retries,
             "rate_limit_pauses": s.rate_limit_pauses,
+            "throttle_waits": getattr(s.pacer, "waits", 0),
         }
 
     async def __aenter__(self) -> Self:

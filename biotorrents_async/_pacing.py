@@ -75,6 +75,8 @@ class LocalPacer:
         self._paused_until = float("-inf")
         self._queue = asyncio.Lock()  # FIFO: the holder is the next to send
         self._released = asyncio.Event()
+        self.waits = 0
+        """How many times a caller had to wait for a place or a pause."""
 
     @property
     def limit(self) -> RateLimit | None:
@@ -102,10 +104,14 @@ class LocalPacer:
 
     async def _acquire(self) -> None:
         async with self._queue:
+            waited = False
             while True:
                 wait = self._wait_needed()
                 if wait <= 0:
                     break
+                if not waited:
+                    waited = True
+                    self.waits += 1
                 if wait == float("inf"):
                     self._released.clear()
                     await self._released.wait()
