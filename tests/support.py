@@ -31,7 +31,7 @@ class Exchange:
 def load_exchanges(name: str) -> list[Exchange]:
     """Parse a recorded `.txt` file (one or more exchanges) from the real server."""
     raw = (FIXTURES / name).read_bytes()
-    chunks = re.split(rb"(?m)^### request \d+ at [^\n]*\n", raw)
+    chunks = re.split(rb"(?m)^###[^\n]*\n", raw)
     out = []
     for chunk in chunks:
         text = b"\n".join(ln for ln in chunk.split(b"\n") if not ln.startswith(b"###"))

@@ -253,7 +253,12 @@ async def test_retry_schedule_is_exact(api: Router) -> None:
     assert me.id == 2
     # random() is pinned to 0.5: waits are base * 1.25, capped at backoff_max.
     assert sleeps.delays == [1.25, 2.5, 3.0]
-    assert client.stats == {"requests": 4, "retries": 3, "rate_limit_pauses": 0}
+    assert client.stats == {
+        "requests": 4,
+        "retries": 3,
+        "rate_limit_pauses": 0,
+        "throttle_waits": 0,
+    }
 
 
 async def test_transport_error_after_attempts_keeps_cause(api: Router) -> None:

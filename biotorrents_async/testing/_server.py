@@ -158,6 +158,15 @@ class _Viewer:
 
 
 @attrs.frozen
+class _Call:
+    """What an action handler may read of a request."""
+
+    method: str
+    query: Mapping[str, str]
+    form: Mapping[str, str]
+
+
+@attrs.frozen
 class _Reply:
     status: int
     body: bytes
@@ -286,7 +295,7 @@ class FakeBioTorrents:
         self._port = port
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
-        self._actions: dict[str, Callable[[_Viewer, web.Request], Awaitable[_Reply]]]
+        self._actions: dict[str, Callable[[_Viewer, _Call], Awaitable[_Reply]]]
         self._actions = {
             "index": self._index,
             "user": self._user,
@@ -429,8 +438,8 @@ class FakeBioTorrents:
             record("rate-limited", viewer.id)
             return self._respond(_failure("rate limit exceeded"))
         handler = self._actions.get(action)
-        request["form"] = form
-        reply = await handler(viewer, request) if handler else _failure()
+        call = _Call(request.method, request.query, form)
+        reply = await handler(viewer, call) if handler else _failure()
         if fault is Fault.HTML_ERROR:
             reply = _Reply(
                 500, error_page(500, "Internal Server Error").encode(), "text/html"
@@ -569,7 +578,7 @@ class FakeBioTorrents:
     def _can_notify(self, viewer: _Viewer) -> bool:
         return viewer.class_name in NOTIFY_CLASSES
 
-    async def _index(self, viewer: _Viewer, request: web.Request) -> _Reply:
+    async def _index(self, viewer: _Viewer, call: _Call) -> _Reply:
         user = viewer.user
         latest_news = max((n for n, _ in self.data.news), default=-1)
         latest_blog = max((n for n, _ in self.data.blog), default=-1)
@@ -603,14 +612,14 @@ class FakeBioTorrents:
             }
         )
 
-    async def _user(self, viewer: _Viewer, request: web.Request) -> _Reply:
-        raw = request.query.get("id", "")
+    async def _user(self, viewer: _Viewer, call: _Call) -> _Reply:
+        raw = call.query.get("id", "")
         if raw in ("", "0") or not _NUMERIC.fullmatch(raw):
-            return _plain(_failure("bad id parameter"))
+            return _failure("bad id parameter")
         number = float(raw)
         user = self.data.users.get(int(number)) if number.is_integer() else None
         if user is None:
-            return _plain(_failure("no such user"))
+            return _failure("no such user")
         uploads = self._uploads(user.id)
         snatched = self.data.snatches.get(user.id, [])
         posts = sum(1 for p in self.data.posts.values() if p.author_id == user.id)
@@ -683,11 +692,11 @@ class FakeBioTorrents:
             return user.seeding
         return len(self._uploads(user.id)) + len(self.data.snatches.get(user.id, []))
 
-    async def _usersearch(self, viewer: _Viewer, request: web.Request) -> _Reply:
-        term = request.query.get("search", "").strip()
+    async def _usersearch(self, viewer: _Viewer, call: _Call) -> _Reply:
+        term = call.query.get("search", "").strip()
         if term in ("", "0"):
             return _failure("no search terms")
-        page = _page_number(request.query.get("page"))
+        page = _page_number(call.query.get("page"))
         if page is None:
             return self._error_page(viewer, 500, "Internal Server Error")
         hits = sorted(
@@ -718,8 +727,8 @@ class FakeBioTorrents:
             }
         )
 
-    async def _community_stats(self, viewer: _Viewer, request: web.Request) -> _Reply:
-        raw = request.query.get("userid", "")
+    async def _community_stats(self, viewer: _Viewer, call: _Call) -> _Reply:
+        raw = call.query.get("userid", "")
         if not _INTEGER.fullmatch(raw):
             return _failure("bad parameters")
         user = self.data.users.get(int(raw))
@@ -755,9 +764,9 @@ class FakeBioTorrents:
             }
         )
 
-    async def _user_recents(self, viewer: _Viewer, request: web.Request) -> _Reply:
-        user_id = _php_int(request.query.get("userid"))
-        limit = _php_int(request.query.get("limit")) or 15
+    async def _user_recents(self, viewer: _Viewer, call: _Call) -> _Reply:
+        user_id = _php_int(call.query.get("userid"))
+        limit = _php_int(call.query.get("limit")) or 15
         if not user_id or limit > 50:
             return _failure("bad parameters")
         if limit < 0:
@@ -798,14 +807,14 @@ class FakeBioTorrents:
                 break
         return out
 
-    async def _userhistory(self, viewer: _Viewer, request: web.Request) -> _Reply:
-        if request.query.get("type") != "posts":
+    async def _userhistory(self, viewer: _Viewer, call: _Call) -> _Reply:
+        if call.query.get("type") != "posts":
             return _Reply(200, json_body({"status": "failure"}), outcome="failure")
-        raw_user = request.query.get("userid")
+        raw_user = call.query.get("userid")
         if raw_user is not None and not _INTEGER.fullmatch(raw_user):
             html = error_page(500, "Internal Server Error", authkey=viewer.user.authkey)
             return _Reply(200, b"Array" + html.encode(), "text/html", outcome="failure")
-        page = _page_number(request.query.get("page"))
+        page = _page_number(call.query.get("page"))
         if page is None:
             return self._error_page(viewer, 500, "Internal Server Error")
         target = int(raw_user) if raw_user is not None else viewer.id
@@ -814,7 +823,7 @@ class FakeBioTorrents:
             key=lambda p: (p.added, p.id),
             reverse=True,
         )
-        grouped = raw_user is None and request.query.get("group", "1") not in ("", "0")
+        grouped = raw_user is None and call.query.get("group", "1") not in ("", "0")
         if grouped:
             newest: dict[int, Any] = {}
             for post in posts:
@@ -859,13 +868,13 @@ class FakeBioTorrents:
     def _received(conv: FakeConversation, user_id: int) -> bool:
         return any(m.sender_id != user_id for m in conv.messages)
 
-    async def _inbox(self, viewer: _Viewer, request: web.Request) -> _Reply:
-        kind = request.query.get("type", "inbox")
+    async def _inbox(self, viewer: _Viewer, call: _Call) -> _Reply:
+        kind = call.query.get("type", "inbox")
         if kind == "viewconv":
-            return self._viewconv(viewer, request)
+            return self._viewconv(viewer, call)
         if kind not in ("inbox", "sentbox"):
             return self._html_failure(viewer)
-        page = _page_number(request.query.get("page"))
+        page = _page_number(call.query.get("page"))
         if page is None:
             return self._error_page(viewer, 500, "Internal Server Error")
         me = viewer.id
@@ -880,8 +889,8 @@ class FakeBioTorrents:
                 continue
             other_id = next((p for p in conv.participants if p != me), 0)
             rows.append((conv, other_id, max(m.sent for m in shown)))
-        rows = self._inbox_search(rows, request.query)
-        unread_first = request.query.get("sort") == "unread"
+        rows = self._inbox_search(rows, call.query)
+        unread_first = call.query.get("sort") == "unread"
         rows.sort(
             key=lambda r: (
                 r[0].sticky,
@@ -942,8 +951,8 @@ class FakeBioTorrents:
         words = term.lower().split()
         return [r for r in rows if all(w in r[0].subject.lower() for w in words)]
 
-    def _viewconv(self, viewer: _Viewer, request: web.Request) -> _Reply:
-        raw = request.query.get("id", "")
+    def _viewconv(self, viewer: _Viewer, call: _Call) -> _Reply:
+        raw = call.query.get("id", "")
         conv = (
             self.data.conversations.get(int(raw))
             if _INTEGER.fullmatch(raw) and int(raw) > 0
@@ -986,19 +995,19 @@ class FakeBioTorrents:
             info=False,
         )
 
-    async def _bookmarks(self, viewer: _Viewer, request: web.Request) -> _Reply:
-        form: dict[str, str] = request["form"]
-        kind = form.get("type") or request.query.get("type", "torrents")
+    async def _bookmarks(self, viewer: _Viewer, call: _Call) -> _Reply:
+        form: dict[str, str] = call.form
+        kind = form.get("type") or call.query.get("type", "torrents")
         if kind not in ("torrents", "artists"):
             return _failure("bad parameters")
         staff = viewer.class_name in SNATCHLIST_CLASSES
         target = viewer.id
-        if "userid" in request.query:
+        if "userid" in call.query:
             if not staff:
                 if kind == "torrents":
                     return self._error_page(viewer, 403, "Forbidden")
                 return _failure("bad parameters")
-            target = _php_int(request.query.get("userid"))
+            target = _php_int(call.query.get("userid"))
         if kind == "artists":
             ids = self.data.artist_bookmarks.get(target, [])
             artists = [self.data.artists[i] for i in ids if i in self.data.artists]
@@ -1018,10 +1027,10 @@ class FakeBioTorrents:
         ]
         return _success({"bookmarks": [_bookmark(g) for g in groups]}, info=False)
 
-    async def _notifications(self, viewer: _Viewer, request: web.Request) -> _Reply:
+    async def _notifications(self, viewer: _Viewer, call: _Call) -> _Reply:
         if not self._can_notify(viewer):
             return _failure("bad parameters")
-        page = _page_number(request.query.get("page"))
+        page = _page_number(call.query.get("page"))
         if page is None:
             return self._error_page(viewer, 500, "Internal Server Error")
         hits = [n for n in self.data.notifications if n.user_id == viewer.id]
@@ -1076,9 +1085,7 @@ class FakeBioTorrents:
             }
         )
 
-    async def _get_user_notifications(
-        self, viewer: _Viewer, request: web.Request
-    ) -> _Reply:
+    async def _get_user_notifications(self, viewer: _Viewer, call: _Call) -> _Reply:
         user = viewer.user
         alerts: dict[str, dict[str, Any]] = {}
         news = max(self.data.news, default=None)
@@ -1137,11 +1144,9 @@ class FakeBioTorrents:
         # json_die('success', []) for an empty payload: a JSON array (§3.1).
         return _success(alerts or [])
 
-    async def _clear_user_notification(
-        self, viewer: _Viewer, request: web.Request
-    ) -> _Reply:
-        form: dict[str, str] = request["form"]
-        kind = form.get("type") if request.method == "POST" else None
+    async def _clear_user_notification(self, viewer: _Viewer, call: _Call) -> _Reply:
+        form: dict[str, str] = call.form
+        kind = form.get("type") if call.method == "POST" else None
         user = viewer.user
         if kind == "Inbox":
             for conv in self.data.conversations.values():
@@ -1189,7 +1194,8 @@ def _bookmark(group: FakeGroup) -> dict[str, Any]:
 
 
 def _plain(reply: _Reply) -> _Reply:
-    # user.php switches the Content-Type to text/plain (§3.3).
+    # user.php switches the Content-Type to text/plain (§3.3) once the id checks
+    # have passed; its failures keep application/json (recorded answers).
     return attrs.evolve(reply, content_type="text/plain; charset=utf-8")
 
 
