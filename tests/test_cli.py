@@ -1,0 +1,258 @@
+"""The ``biotorrents`` command, every subcommand against the fake over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from biotorrents_async import RateLimit
+from biotorrents_async.cli import main
+from biotorrents_async.testing import FakeBioTorrents
+
+RULE = "2/0.05"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeBioTorrents]:
+    """A fake server on its own loop in a thread, so the CLI can run its own loop."""
+    loop = asyncio.new_event_loop()
+    server = FakeBioTorrents(rate_limit=RateLimit(2, 0.05))
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    yield server
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+@pytest.fixture
+def env(fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch) -> FakeBioTorrents:
+    monkeypatch.setenv("BIOTORRENTS_BASE_URL", fake.url)
+    monkeypatch.setenv("BIOTORRENTS_TOKEN", fake.token)
+    cookie = "; ".join(f"{k}={v}" for k, v in fake.cookies.items())
+    monkeypatch.setenv("BIOTORRENTS_COOKIES", cookie)
+    return fake
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main([*argv, "--rate-limit", RULE])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+COMMANDS = [
+    (["index"], "username: kestrel"),
+    (["user", "2"], "joined_date: 2020-06-14 09:12:44"),
+    (["search", "jim"], "Ana Jiménez"),
+    (["stats", "2"], "seeding: 1204"),
+    (["recents", "2", "--limit", "2"], "snatches: (2)"),
+    (["posts", "2"], "page 1 of 3"),
+    (["inbox"], "page 1 of 3"),
+    (["inbox", "--box", "sentbox"], "page 1 of 2"),
+    (["conversation", "11"], "subject: Re: Bruker raw files & converters (11)"),
+    (["bookmarks"], "Arabidopsis root single-cell atlas #1"),
+    (["bookmarks", "--artists"], "Escherichia Lab"),
+    (["notifications"], "page 1 of 3"),
+    (["alerts"], "You have a new Staff PM"),
+    (["clear", "StaffPM"], "done"),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), COMMANDS)
+def test_every_subcommand(
+    env: FakeBioTorrents,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expected: str,
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, err) == (0, "")
+    assert expected in out
+
+
+@pytest.mark.parametrize(("argv", "_"), COMMANDS)
+def test_every_subcommand_json_parses(
+    env: FakeBioTorrents, capsys: pytest.CaptureFixture[str], argv: list[str], _: str
+) -> None:
+    code, out, _err = run(capsys, *argv, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data is None or isinstance(data, dict | list)
+
+
+def test_json_content(env: FakeBioTorrents, capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(capsys, "inbox", "--json", "--all")
+    items = json.loads(out)
+    assert len(items) == 55
+    assert len({i["conv_id"] for i in items}) == 55
+    _, out, _ = run(capsys, "index", "--json")
+    me = json.loads(out)
+    assert me["username"] == "kestrel"
+    assert "passkey" not in me and "authkey" not in me
+    assert env.data.users[2].passkey not in out
+
+
+def test_all_pages_show_progress_on_stderr(
+    env: FakeBioTorrents, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "search", "lab", "--all")
+    assert code == 0
+    assert out.count("\n") > 60
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("search: [")
+    assert "page 1/3" in lines[0]
+    assert "s left for the rate limit" in lines[0]
+    assert lines[-1].endswith("page 3/3")
+
+
+def test_token_file(
+    fake: FakeBioTorrents,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BIOTORRENTS_TOKEN", raising=False)
+    monkeypatch.delenv("BIOTORRENTS_COOKIES", raising=False)
+    token_file = tmp_path / "token"
+    token_file.write_text(fake.token + "\n")
+    code, out, _ = run(
+        capsys, "index", "--base-url", fake.url, "--token-file", str(token_file)
+    )
+    assert code == 0
+    assert "id: 2" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["user", "99999"], "error: NotFoundError: user: no such user"),
+        (["conversation", "99999"], "error: ApiError: inbox:"),
+        (["recents", "2", "--limit", "60"], "error: CliError: --limit must be"),
+    ],
+)
+def test_errors_are_one_line(
+    env: FakeBioTorrents,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 1
+    assert out == ""
+    assert err.startswith(message)
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_missing_credentials(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BIOTORRENTS_TOKEN", raising=False)
+    monkeypatch.delenv("BIOTORRENTS_COOKIES", raising=False)
+    code, _, err = run(capsys, "index")
+    assert code == 1
+    assert "BIOTORRENTS_TOKEN" in err
+
+
+def test_unreachable_server(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BIOTORRENTS_TOKEN", "t")
+    code = main(["index", "--base-url", "http://127.0.0.1:9", "--rate-limit", "none"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: TransportError")
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["user", "0"], ["clear", "inbox"], ["index", "--rate-limit", "x"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    capsys.readouterr()
+
+
+def test_demo_runs_and_summarises(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--rate-limit", "2/0.05"]) == 0
+    out = capsys.readouterr().out
+    for section in ("index: who am I", "inbox.iter_conversations()", "Summary"):
+        assert section in out
+    assert "server rate-limit answers:     1" in out
+    # 502, truncated body, and the second of two drops (aiohttp retries the first).
+    assert "retries after faults:          3" in out
+
+
+def test_python_dash_m() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "biotorrents_async", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "demo" in done.stdout
+    assert "fake-server" in done.stdout
+
+
+def test_fake_server_command_serves() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "biotorrents_async",
+            "fake-server",
+            "--port",
+            "0",
+            "--rate-limit",
+            "none",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("fake BioTorrents.de serving http://127.0.0.1:")
+        url = first.split()[-1].removesuffix("/api.php")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "biotorrents_async",
+                "stats",
+                "2",
+                "--json",
+                "--base-url",
+                url,
+                "--rate-limit",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={"BIOTORRENTS_TOKEN": "fake-token-kestrel-0002", "PATH": ""},
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["seeding"] == 1204
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        if proc.stdout:
+            proc.stdout.close()
