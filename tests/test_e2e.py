@@ -147,7 +147,7 @@ async def test_auth_failures_reach_the_server_once(fake: FakeBioTorrents) -> Non
         rate_limit=RULE,
         retry=FAST_RETRY,
     ) as client:
-        with pytest.raises(AuthenticationError, match="login.php"):
+        with pytest.raises(AuthenticationError, match=r"login\.php"):
             await client.index()
     assert [r.outcome for r in fake.requests] == ["failure", "login-redirect"]
 

@@ -305,10 +305,10 @@ async def test_invalid_arguments_raise_before_any_request(
     argument: str,
     call: Callable[[BioTorrentsClient], Any],
 ) -> None:
-    with pytest.raises(ValueError, match=argument):
+    # iter_* must fail at the call itself, before any `anext`; coroutine methods
+    # fail when awaited, which is when their call happens.
+    with pytest.raises(ValueError, match=argument):  # noqa: PT012
         result = call(client)
-        # Coroutines must not even be awaited to fail: the check is at call time
-        # for iter_*; for coroutine methods, awaiting is when the call happens.
         if hasattr(result, "__await__"):
             await result
     assert api.calls == []

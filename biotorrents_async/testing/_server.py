@@ -996,7 +996,7 @@ class FakeBioTorrents:
         )
 
     async def _bookmarks(self, viewer: _Viewer, call: _Call) -> _Reply:
-        form: dict[str, str] = call.form
+        form = call.form
         kind = form.get("type") or call.query.get("type", "torrents")
         if kind not in ("torrents", "artists"):
             return _failure("bad parameters")
@@ -1145,7 +1145,7 @@ class FakeBioTorrents:
         return _success(alerts or [])
 
     async def _clear_user_notification(self, viewer: _Viewer, call: _Call) -> _Reply:
-        form: dict[str, str] = call.form
+        form = call.form
         kind = form.get("type") if call.method == "POST" else None
         user = viewer.user
         if kind == "Inbox":
