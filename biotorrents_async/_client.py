@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import os
 import random as _random
 import re
@@ -17,7 +19,7 @@ from yarl import URL
 
 from ._converter import make_converter, structure
 from ._endpoints import Bookmarks, Inbox, Notifications, Users
-from ._pacing import Pacer
+from ._pacing import Pacer, background
 from ._policy import RateLimit, RetryPolicy
 from ._session import ApiSession
 from .models import Index
@@ -61,7 +63,16 @@ def _check_cookies(cookies: object) -> dict[str, str] | None:
     return out
 
 
-def _check_base_url(base_url: object) -> str:
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(base_url: object, allow_insecure_http: bool) -> str:
     if not isinstance(base_url, str):
         raise ValueError("base_url must be a str")
     url = URL(base_url)
@@ -71,6 +82,12 @@ def _check_base_url(base_url: object) -> str:
         )
     if url.query_string or url.fragment:
         raise ValueError("base_url must not carry a query or fragment")
+    if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
+        # The token and cookies would cross the network in clear text.
+        raise ValueError(
+            f"base_url {base_url!r} is plain http to a host that is not loopback; "
+            "use https, or pass allow_insecure_http=True if you really mean it"
+        )
     return base_url
 
 
@@ -92,7 +109,10 @@ class BioTorrentsClient:
             the client for a window and retries.
         retry: The retry policy; :meth:`RetryPolicy.none` for a single attempt.
         timeout: Seconds per attempt, or an ``aiohttp.ClientTimeout``.
-        ssl: ``True`` (verify certificates, the default) or an ``ssl.SSLContext``.
+        ssl: ``True`` (verify certificates, the default) or an ``ssl.SSLContext``
+            of your own (a private certificate authority, say).
+        allow_insecure_http: Allow a plain-``http`` ``base_url`` on a host that is
+            not loopback. Off by default: the token would travel in clear text.
         pacer: Pacing state to share with other clients of the same account in
             this event loop (see :class:`biotorrents_async.LocalPacer`).
         sleep: Coroutine used for every wait; for tests.
@@ -115,6 +135,7 @@ class BioTorrentsClient:
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008
         timeout: float | aiohttp.ClientTimeout = 30.0,
         ssl: _ssl.SSLContext | bool = True,
+        allow_insecure_http: bool = False,
         pacer: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -124,7 +145,10 @@ class BioTorrentsClient:
         checked_cookies = _check_cookies(cookies)
         if token is None and checked_cookies is None:
             raise ValueError("give a token, cookies, or both")
-        self._base_url = _check_base_url(base_url)
+        self._base_url = _check_base_url(base_url, allow_insecure_http)
+        if not isinstance(ssl, _ssl.SSLContext) and ssl is not True:
+            # ssl=False would turn certificate checks off without saying so.
+            raise ValueError("ssl must be True or an ssl.SSLContext")
         if not isinstance(api_path, str) or not api_path.strip("/"):
             raise ValueError("api_path must be a non-empty str such as 'api.php'")
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
@@ -198,8 +222,9 @@ class BioTorrentsClient:
         """Counters since creation.
 
         ``requests`` (HTTP attempts sent), ``retries``, ``rate_limit_pauses`` (the
-        server said "rate limit exceeded") and ``throttle_waits`` (calls that
-        waited for the client's own pacing).
+        server said "rate limit exceeded"), ``throttle_waits`` (calls that waited
+        for the client's own pacing) and ``coalesced`` (calls that shared another
+        identical call's request).
         """
         s = self._session
         return {
@@ -207,7 +232,21 @@ class BioTorrentsClient:
             "retries": s.retries,
             "rate_limit_pauses": s.rate_limit_pauses,
             "throttle_waits": getattr(s.pacer, "waits", 0),
+            "coalesced": s.coalesced,
         }
+
+    @staticmethod
+    def background() -> contextlib.AbstractContextManager[None]:
+        """Mark the calls made inside a ``with`` block as background work.
+
+        Background calls (and every page fetch of an ``iter_*``) wait while any
+        direct call is waiting for the rate limit, so a user-facing call queued
+        behind a long crawl waits at most for the next free slot::
+
+            with client.background():
+                await client.users.get(some_id)
+        """
+        return background()
 
     async def __aenter__(self) -> Self:
         if self._session.closed:

@@ -137,24 +137,36 @@ def make_converter(*, strict: bool = False) -> cattrs.Converter:
     conv.register_structure_hook(str, _to_str)
     conv.register_structure_hook(_dt.datetime, _to_datetime)
 
-    def structure_marked(value: Any, tp: Any) -> Any:
+    def marked_factory(tp: Any) -> Callable[[Any, Any], Any]:
+        # Resolved once per field type when a model's hook is generated.
         marker = _marker_of(tp)
         if marker is UNESCAPE:
-            return _unescape(value)
+            return lambda value, _: _unescape(value)
         if marker is UNESCAPE_OR_NONE:
-            return None if value is None or value == "" else _unescape(value)
+            return lambda value, _: (
+                None if value is None or value == "" else _unescape(value)
+            )
         if marker is DATE_OR_NONE:
-            if value is None or (isinstance(value, str) and value in _ZERO_DATES):
-                return None
-            return _to_datetime(value)
-        # HIDDEN_IS_NONE: community_stats starts every key as false (hidden).
-        if value is None or value is False:
-            return None
-        inner = next(arg for arg in get_args(get_args(tp)[0]) if arg is not type(None))
-        return conv.structure(value, inner)
 
-    conv.register_structure_hook_func(
-        lambda tp: _marker_of(tp) is not None, structure_marked
+            def date_or_none(value: Any, _: Any) -> _dt.datetime | None:
+                if value is None or (isinstance(value, str) and value in _ZERO_DATES):
+                    return None
+                return _to_datetime(value)
+
+            return date_or_none
+        # HIDDEN_IS_NONE: community_stats starts every key as false (hidden).
+        inner = next(arg for arg in get_args(get_args(tp)[0]) if arg is not type(None))
+        inner_hook = conv.get_structure_hook(inner)
+
+        def hidden_is_none(value: Any, _: Any) -> Any:
+            if value is None or value is False:
+                return None
+            return inner_hook(value, inner)
+
+        return hidden_is_none
+
+    conv.register_structure_hook_factory(
+        lambda tp: _marker_of(tp) is not None, marked_factory
     )
 
     def is_homogeneous_tuple(tp: Any) -> bool:

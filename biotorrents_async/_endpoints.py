@@ -16,6 +16,7 @@ import attrs
 import cattrs
 
 from ._converter import structure, structure_page
+from ._pacing import background
 from ._session import ApiSession
 from .models import (
     Alert,
@@ -133,7 +134,9 @@ class _Endpoint:
         # prefetching would spend rate-limit budget that a `break` then wastes.
         number, count = start_page, 0
         while True:
-            page = await self._page(listing, params, number)
+            # Page fetches yield to calls the user makes directly.
+            with background():
+                page = await self._page(listing, params, number)
             for item in page.items:
                 yield item
                 count += 1

@@ -11,34 +11,66 @@ more than ``requests`` of them, whatever the latency and the number of callers.
 
 :class:`Pacer` is the small interface the session uses; :class:`LocalPacer` keeps
 the state in this process. A shared store for several processes can implement the
-same three members.
+same two members.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from typing import Protocol
 
 from ._policy import RateLimit
 
-__all__ = ["LocalPacer", "Pacer"]
+__all__ = [
+    "BACKGROUND",
+    "INTERACTIVE",
+    "LocalPacer",
+    "Pacer",
+    "background",
+    "current_priority",
+]
 
 logger = logging.getLogger("biotorrents_async")
+
+#: Priority of calls made directly by the user: served first.
+INTERACTIVE = 0
+#: Priority of page fetches by ``iter_*`` and of calls inside
+#: :meth:`BioTorrentsClient.background`: served when no direct call waits.
+BACKGROUND = 1
+
+#: The priority of calls made in the current context.
+current_priority: ContextVar[int] = ContextVar(
+    "biotorrents_async_priority", default=INTERACTIVE
+)
+
+
+@contextlib.contextmanager
+def background() -> Iterator[None]:
+    """Mark every call made inside the ``with`` block as background work."""
+    token = current_priority.set(BACKGROUND)
+    try:
+        yield
+    finally:
+        current_priority.reset(token)
 
 
 class Pacer(Protocol):
     """Where a client's pacing state lives.
 
-    ``slot()`` is held around every HTTP attempt; ``pause(seconds)`` stops every
-    caller from sending for that long (the server said "rate limit exceeded").
+    ``slot(priority)`` is held around every HTTP attempt; lower priorities numbers
+    go first. ``pause(seconds)`` stops every caller from sending for that long (the
+    server said "rate limit exceeded").
     """
 
-    def slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+    def slot(self, priority: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
         """Wait for a free place, hold it for one attempt, release it after."""
         ...
 
@@ -50,7 +82,8 @@ class Pacer(Protocol):
 class LocalPacer:
     """In-process pacing state shared by every task using one client.
 
-    Waiters are served first come, first served. A cancelled waiter takes no place;
+    Waiters are served by priority (:data:`INTERACTIVE` before :data:`BACKGROUND`),
+    first come, first served within a priority. A cancelled waiter takes no place;
     a cancelled request gives its place back as if it had completed at that moment.
 
     Args:
@@ -73,10 +106,11 @@ class LocalPacer:
         self._in_flight = 0
         self._done: deque[float] = deque(maxlen=limit.requests if limit else 1)
         self._paused_until = float("-inf")
-        self._queue = asyncio.Lock()  # FIFO: the holder is the next to send
-        self._released = asyncio.Event()
+        # A heap of waiters; the head is the next to send.
+        self._waiting: list[tuple[int, int, asyncio.Event]] = []
+        self._tickets = itertools.count()
         self.waits = 0
-        """How many times a caller had to wait for a place or a pause."""
+        """How many callers had to wait for a place or a pause."""
 
     @property
     def limit(self) -> RateLimit | None:
@@ -102,33 +136,55 @@ class LocalPacer:
             wait = max(wait, held[free_after] + limit.window - now)
         return wait
 
-    async def _acquire(self) -> None:
-        async with self._queue:
-            waited = False
+    def _wake_head(self) -> None:
+        if self._waiting:
+            self._waiting[0][2].set()
+
+    async def _acquire(self, priority: int) -> None:
+        entry = (priority, next(self._tickets), asyncio.Event())
+        heapq.heappush(self._waiting, entry)
+        waited = False
+        try:
             while True:
-                wait = self._wait_needed()
+                entry[2].clear()
+                wait = (
+                    self._wait_needed() if self._waiting[0] is entry else float("inf")
+                )
                 if wait <= 0:
                     break
                 if not waited:
                     waited = True
                     self.waits += 1
                 if wait == float("inf"):
-                    self._released.clear()
-                    await self._released.wait()
+                    # Not our turn, or every place is in flight: a release, or
+                    # becoming the head, sets our event.
+                    await entry[2].wait()
                 else:
+                    # Nothing can free a place sooner than the clock does.
                     logger.debug("pacing: waiting %.3fs for a free slot", wait)
                     await self._sleep(wait)
-            self._in_flight += 1
+        except BaseException:
+            self._waiting.remove(entry)
+            heapq.heapify(self._waiting)
+            self._wake_head()
+            raise
+        heapq.heappop(self._waiting)
+        self._in_flight += 1
+        self._wake_head()
 
     def _release(self) -> None:
         self._in_flight -= 1
         self._done.append(self._clock())
-        self._released.set()
+        self._wake_head()
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for a free place, hold it for one attempt, release it after."""
-        await self._acquire()
+    async def slot(self, priority: int = INTERACTIVE) -> AsyncIterator[None]:
+        """Wait for a free place, hold it for one attempt, release it after.
+
+        Args:
+            priority: :data:`INTERACTIVE` (default) or :data:`BACKGROUND`.
+        """
+        await self._acquire(priority)
         try:
             yield
         finally:

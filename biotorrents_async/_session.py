@@ -22,7 +22,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._pacing import LocalPacer, Pacer
+from ._pacing import LocalPacer, Pacer, current_priority
 from ._policy import RateLimit, RetryPolicy
 from .exceptions import (
     ApiError,
@@ -63,6 +63,26 @@ _SECRET_FIELDS = re.compile(
     r"(?i)(authkey|passkey|torrent_pass|auth|session|token)"
     r"(\s*=\s*[\"']?|[\"']?\s*(?:content=)[\"']?|\"\s*:\s*\")([A-Za-z0-9%._\-]+)"
 )
+
+
+@attrs.define
+class _Shared:
+    """One in-flight read that identical concurrent calls wait on together."""
+
+    task: asyncio.Future[Any]
+    waiters: int = 0
+
+
+# Actions that change state on the server (GET included): never coalesced.
+_STATE_CHANGING = frozenset({"notifications", "clear_user_notification"})
+
+
+def _coalescing_key(method: str, query: Mapping[str, str]) -> tuple[str, ...] | None:
+    action = query["action"]
+    # inbox&type=viewconv marks the conversation read (api-reference §12).
+    if method != "GET" or action in _STATE_CHANGING or query.get("type") == "viewconv":
+        return None
+    return tuple(f"{k}={v}" for k, v in sorted(query.items()))
 
 
 @attrs.frozen
@@ -137,9 +157,11 @@ class ApiSession:
         self._clock = clock
         self._random = random
         self.pacer: Pacer = pacer or LocalPacer(rate_limit, clock=clock, sleep=sleep)
+        self._in_flight: dict[tuple[str, ...], _Shared] = {}
         self.requests_sent = 0
         self.retries = 0
         self.rate_limit_pauses = 0
+        self.coalesced = 0
 
     @property
     def url(self) -> URL:
@@ -188,6 +210,9 @@ class ApiSession:
     ) -> Any:
         """Send one API call, with pacing and retries; return the ``response`` value.
 
+        Identical concurrent reads (same action and parameters) share one HTTP
+        request; calls that change state on the server never do.
+
         Args:
             action: The ``action=`` value.
             params: Further query parameters (strings only).
@@ -199,6 +224,42 @@ class ApiSession:
             BioTorrentsError: A subclass for every failure; see the module docs.
         """
         query = {"action": action, **(params or {})}
+        key = _coalescing_key(method, query)
+        if key is None:
+            return await self._request(method, query, data, action, empty_ok)
+        shared = self._in_flight.get(key)
+        if shared is None:
+            # Its own task, so that one caller's cancellation spares the others.
+            task = asyncio.ensure_future(
+                self._request(method, query, data, action, empty_ok)
+            )
+            shared = self._in_flight[key] = _Shared(task)
+            task.add_done_callback(lambda t: self._forget(key, shared))
+        else:
+            self.coalesced += 1
+        shared.waiters += 1
+        try:
+            return await asyncio.shield(shared.task)
+        except asyncio.CancelledError:
+            shared.waiters -= 1
+            if shared.waiters == 0:
+                shared.task.cancel()
+            raise
+
+    def _forget(self, key: tuple[str, ...], shared: _Shared) -> None:
+        if self._in_flight.get(key) is shared:
+            del self._in_flight[key]
+        if not shared.task.cancelled():
+            shared.task.exception()  # retrieved: the waiters raise it themselves
+
+    async def _request(
+        self,
+        method: str,
+        query: Mapping[str, str],
+        data: Mapping[str, str] | None,
+        action: str,
+        empty_ok: bool,
+    ) -> Any:
         policy = self._retry
         for attempt in range(1, policy.attempts + 1):
             outcome = await self._attempt(
@@ -241,6 +302,24 @@ class ApiSession:
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _send(
+        self, method: str, query: Mapping[str, str], data: Mapping[str, str] | None
+    ) -> tuple[int, str, bytes]:
+        """Send one HTTP request; return status, ``Location`` and the whole body."""
+        session = self._session()
+        async with session.request(
+            method,
+            self._url,
+            params=query,
+            data=data,
+            headers=self._headers,
+            allow_redirects=False,
+            timeout=self._timeout,
+            ssl=self._ssl,
+        ) as resp:
+            body = await resp.read()
+            return resp.status, resp.headers.get("Location", ""), body
+
     async def _attempt(
         self,
         method: str,
@@ -250,24 +329,13 @@ class ApiSession:
         attempt: int,
         empty_ok: bool,
     ) -> _Outcome:
-        session = self._session()
-        async with self.pacer.slot():
+        if self._closed:
+            raise RuntimeError("this BioTorrentsClient is closed")
+        async with self.pacer.slot(current_priority.get()):
             started = self._clock()
             self.requests_sent += 1
             try:
-                async with session.request(
-                    method,
-                    self._url,
-                    params=query,
-                    data=data,
-                    headers=self._headers,
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                    ssl=self._ssl,
-                ) as resp:
-                    body = await resp.read()
-                    status = resp.status
-                    location = resp.headers.get("Location", "")
+                status, location, body = await self._send(method, query, data)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 logger.debug(
                     "%s %s -> %s after %.3fs (attempt %d/%d)",
@@ -282,7 +350,10 @@ class ApiSession:
                     f"{action}: {self.redact(_describe_transport(exc))}", action=action
                 )
                 error.__cause__ = exc
-                return _Outcome(error=error, retry=True)
+                # A certificate the client does not trust will not change.
+                return _Outcome(
+                    error=error, retry=not isinstance(exc, aiohttp.ClientSSLError)
+                )
         logger.debug(
             "%s %s -> HTTP %d, %d bytes in %.3fs (attempt %d/%d)",
             method,

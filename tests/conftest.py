@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import inspect
+import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -11,7 +14,7 @@ import aiohttp
 import aioresponses.core as aioresponses_core
 import pytest
 from aioresponses import CallbackResult, aioresponses
-from support import BASE, TOKEN, Router
+from support import BASE, SECRETS, TOKEN, Router
 from yarl import URL
 
 from biotorrents_async import BioTorrentsClient, RetryPolicy
@@ -60,3 +63,44 @@ async def client() -> AsyncIterator[BioTorrentsClient]:
         TOKEN, base_url=BASE, rate_limit=None, retry=RetryPolicy.none()
     ) as c:
         yield c
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_log_line() -> Iterator[list[logging.LogRecord]]:
+    """Suite-wide: every record of the library's logger, at DEBUG, is secret-free."""
+    logger = logging.getLogger("biotorrents_async")
+    handler = _Records()
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    for record in handler.records:
+        text = record.getMessage() + (record.exc_text or "")
+        leaked = [s for s in SECRETS if s in text]
+        assert not leaked, f"secret in log line: {record.getMessage()!r}"
+
+
+@pytest.fixture(autouse=True)
+async def no_unhandled_loop_errors() -> AsyncIterator[None]:
+    """Fail a test whose event loop reported an error (e.g. a destroyed task)."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    yield
+    await asyncio.sleep(0)
+    gc.collect()
+    loop.set_exception_handler(None)
+    assert not errors, f"event loop errors: {errors}"

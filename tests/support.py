@@ -19,6 +19,21 @@ TOKEN = "tok3nSECRETvalue-do-not-log"
 COOKIES = {"session": "sessSECRETcookie", "userid": "2"}
 
 
+def _fake_secrets() -> list[str]:
+    from biotorrents_async.testing import DEMO_COOKIES, DEMO_TOKEN, FakeUser
+    from biotorrents_async.testing._server import ADMIN_TOKEN
+
+    keys = []
+    for user_id in range(1, 300):
+        user = FakeUser(user_id, "x")
+        keys += [user.passkey, user.authkey]
+    return [DEMO_TOKEN, ADMIN_TOKEN, DEMO_COOKIES["session"], *keys]
+
+
+#: Values that must never show in a log line, repr or exception message.
+SECRETS = [TOKEN, COOKIES["session"], *_fake_secrets()]
+
+
 @dataclass
 class Exchange:
     """One recorded HTTP answer: status, headers and the raw body."""

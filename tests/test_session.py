@@ -258,6 +258,7 @@ async def test_retry_schedule_is_exact(api: Router) -> None:
         "retries": 3,
         "rate_limit_pauses": 0,
         "throttle_waits": 0,
+        "coalesced": 0,
     }
 
 

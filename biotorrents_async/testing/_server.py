@@ -141,6 +141,7 @@ class RecordedRequest:
     auth: str  # "token", "cookie", "token+cookie" or "none"
     user_id: int | None
     outcome: str  # "ok", "failure", "rate-limited", "login-redirect", "fault:<kind>"
+    peer_port: int | None = None  # the client's port: one per connection
 
 
 @attrs.define
@@ -358,7 +359,11 @@ class FakeBioTorrents:
 
     async def start(self) -> Self:
         """Start serving on ``host:port`` (a free port when ``port`` is 0)."""
-        runner = web.AppRunner(self.make_app(), access_log=None)
+        # handler_cancellation: a client that hangs up cancels its handler, so a
+        # stalled (DELAY) answer does not hold the server open at shutdown.
+        runner = web.AppRunner(
+            self.make_app(), access_log=None, handler_cancellation=True
+        )
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port, ssl_context=self._ssl)
         await site.start()
@@ -394,6 +399,11 @@ class FakeBioTorrents:
         auth = self._auth_kind(request)
         params = dict(request.query) | {f"form:{k}": v for k, v in form.items()}
 
+        peer = (
+            request.transport.get_extra_info("peername") if request.transport else None
+        )
+        peer_port = peer[1] if isinstance(peer, tuple) else None
+
         def record(outcome: str, user_id: int | None = None) -> None:
             self.requests.append(
                 RecordedRequest(
@@ -405,6 +415,7 @@ class FakeBioTorrents:
                     auth,
                     user_id,
                     outcome,
+                    peer_port,
                 )
             )
 
@@ -423,9 +434,6 @@ class FakeBioTorrents:
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError  # aiohttp drops the handler quietly
-        if fault is Fault.DELAY:
-            await asyncio.sleep(self.faults.delay)
-
         viewer, denied = self._authenticate(request)
         if denied is not None or viewer is None:
             reply = denied or _failure()
@@ -437,6 +445,11 @@ class FakeBioTorrents:
         if fault is Fault.RATE_LIMIT or not self._allow(viewer, now):
             record("rate-limited", viewer.id)
             return self._respond(_failure("rate limit exceeded"))
+        if fault is Fault.DELAY:
+            # Slow processing: the request was counted when it arrived. Recorded
+            # now, since a client that gives up cancels this handler.
+            record(f"fault:{fault}", viewer.id)
+            await asyncio.sleep(self.faults.delay)
         handler = self._actions.get(action)
         call = _Call(request.method, request.query, form)
         reply = await handler(viewer, call) if handler else _failure()
@@ -446,7 +459,8 @@ class FakeBioTorrents:
             )
         elif fault is Fault.TRUNCATE:
             reply = attrs.evolve(reply, body=reply.body[: max(1, len(reply.body) // 2)])
-        record(f"fault:{fault}" if fault else reply.outcome, viewer.id)
+        if fault is not Fault.DELAY:
+            record(f"fault:{fault}" if fault else reply.outcome, viewer.id)
         low, high = self._latency
         if high > 0:
             await asyncio.sleep(self._rng.uniform(low, high))
