@@ -297,6 +297,42 @@ BAD_CALLS: list[tuple[str, Callable[[BioTorrentsClient], Any]]] = [
     ("kind", lambda c: c.notifications.clear("Everything")),
 ]
 
+# Arguments of the wrong type: a TypeError that is also a ValueError.
+WRONG_TYPES: list[tuple[str, Callable[[BioTorrentsClient], Any]]] = [
+    ("page", lambda c: c.users.search("x", page="2")),
+    ("page", lambda c: c.users.search("x", page=1.0)),
+    ("query", lambda c: c.users.search(None)),
+    ("query", lambda c: c.users.search(5)),
+    ("limit", lambda c: c.users.iter_search("x", limit=1.5)),
+    ("limit", lambda c: c.users.recents(1, limit="5")),
+    ("user_id", lambda c: c.users.community_stats(1.0)),
+    ("user_id", lambda c: c.users.recents(None)),
+    ("start_page", lambda c: c.users.iter_posts(1, start_page="1")),
+    ("box", lambda c: c.inbox.conversations(box=5)),
+    ("search", lambda c: c.inbox.conversations(search=5, search_type="user")),
+    ("search_type", lambda c: c.inbox.conversations(search="x", search_type=5)),
+    ("unread_first", lambda c: c.inbox.conversations(unread_first="yes")),
+    ("unread_first", lambda c: c.inbox.iter_conversations(unread_first=1)),
+    ("conv_id", lambda c: c.inbox.conversation("3")),
+    ("kind", lambda c: c.notifications.clear(None)),
+    ("kind", lambda c: c.notifications.clear(5)),
+]
+
+
+@pytest.mark.parametrize(("argument", "call"), WRONG_TYPES)
+async def test_wrong_argument_types_raise_before_any_request(
+    api: Router,
+    client: BioTorrentsClient,
+    argument: str,
+    call: Callable[[BioTorrentsClient], Any],
+) -> None:
+    with pytest.raises(TypeError, match=argument) as info:  # noqa: PT012
+        result = call(client)
+        if hasattr(result, "__await__"):
+            await result
+    assert isinstance(info.value, ValueError)
+    assert api.calls == []
+
 
 @pytest.mark.parametrize(("argument", "call"), BAD_CALLS)
 async def test_invalid_arguments_raise_before_any_request(

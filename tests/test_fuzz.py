@@ -1,0 +1,293 @@
+"""Fuzzing the decode/structure path: broken bodies end as BioTorrentsError or models.
+
+Every action's real path runs (retry loop, envelope, error mapping, converter,
+endpoint structuring); only the socket is replaced, so hundreds of examples per
+action take seconds. ``-m slow`` runs a profile with many more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import types
+import typing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import SECRETS, TOKEN, load_exchange
+
+from biotorrents_async import (
+    Alert,
+    BioTorrentsClient,
+    BioTorrentsError,
+    BookmarkedArtist,
+    BookmarkedGroup,
+    CommunityStats,
+    Conversation,
+    ConversationSummary,
+    ForumPost,
+    Index,
+    Page,
+    RetryPolicy,
+    TorrentNotification,
+    User,
+    UserRecents,
+    UserSearchResult,
+)
+
+Call = Callable[[BioTorrentsClient], Awaitable[Any]]
+
+# action → (call, recorded success to mutate, what a success must be)
+ACTIONS: dict[str, tuple[Call, str, Any]] = {
+    "index": (lambda c: c.index(), "index.txt", Index),
+    "user": (lambda c: c.users.get(1), "user_id1.txt", User),
+    "usersearch": (
+        lambda c: c.users.search("lab"),
+        "usersearch.txt",
+        Page[UserSearchResult],
+    ),
+    "community_stats": (
+        lambda c: c.users.community_stats(2),
+        "community_stats.txt",
+        CommunityStats,
+    ),
+    "user_recents": (lambda c: c.users.recents(2), "user_recents.txt", UserRecents),
+    "userhistory": (
+        lambda c: c.users.posts(2),
+        "userhistory_posts.txt",
+        Page[ForumPost],
+    ),
+    "inbox": (
+        lambda c: c.inbox.conversations(),
+        "inbox.txt",
+        Page[ConversationSummary],
+    ),
+    "viewconv": (
+        lambda c: c.inbox.conversation(2),
+        "inbox_viewconv.txt",
+        Conversation,
+    ),
+    "bookmarks_torrents": (
+        lambda c: c.bookmarks.torrents(),
+        "bookmarks_torrents.txt",
+        tuple[BookmarkedGroup, ...],
+    ),
+    "bookmarks_artists": (
+        lambda c: c.bookmarks.artists(),
+        "bookmarks_artists.txt",
+        tuple[BookmarkedArtist, ...],
+    ),
+    "notifications": (
+        lambda c: c.notifications.torrents(),
+        "notifications_poweruser.txt",
+        Page[TorrentNotification],
+    ),
+    "get_user_notifications": (
+        lambda c: c.notifications.alerts(),
+        "get_user_notifications.txt",
+        dict[str, Alert],
+    ),
+    "clear_user_notification": (
+        lambda c: c.notifications.clear("Inbox"),
+        "clear_user_notification_post_only.txt",
+        type(None),
+    ),
+}
+
+# --- strategies -----------------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**18, max_value=10**40),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "1,204",
+            "false",
+            "true",
+            "hidden",
+            "2021-01-18 12:00:00",
+            "0000-00-00 00:00:00",
+            "&amp;",
+            "&#26085;",
+            "1.0e+17",
+            "-1",
+        ]
+    ),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += paths(item, (*prefix, index))
+    return out
+
+
+def mutate(doc: Any, path: tuple[Any, ...], op: str, new: Any) -> Any:
+    if not path:
+        return new if op != "delete" else {}
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    last = path[-1]
+    if op == "delete":
+        del parent[last]
+    elif op == "add" and isinstance(parent, dict):
+        parent[f"extra_{last}"] = new
+    elif op == "wrap":
+        parent[last] = [parent[last]]
+    else:
+        parent[last] = new
+    return doc
+
+
+@st.composite
+def mutated(draw: st.DrawFn, base: bytes) -> bytes:
+    doc = json.loads(base)
+    for _ in range(draw(st.integers(1, 3))):
+        candidates = paths(doc)
+        path = draw(st.sampled_from(candidates))
+        op = draw(st.sampled_from(["replace", "delete", "add", "null", "wrap"]))
+        value = None if op == "null" else draw(json_values)
+        doc = mutate(doc, path, "replace" if op == "null" else op, value)
+    return json.dumps(doc).encode()
+
+
+def bodies(base: bytes) -> st.SearchStrategy[tuple[int, bytes]]:
+    html = b"\n<!doctype html><html><body>Fatal error</body></html>"
+    shapes = st.one_of(
+        mutated(base) if base else st.just(b""),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        json_values.map(
+            lambda v: json.dumps({"status": "success", "response": v}).encode()
+        ),
+        st.binary(max_size=64),
+        st.just(base + html),
+        st.integers(1, max(1, len(base))).map(lambda n: base[:n]),
+        st.integers(50, 3000).map(lambda n: b"[" * n + b"]" * n),
+        st.integers(50, 3000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
+    )
+    statuses = st.sampled_from([200, 200, 200, 500, 404, 403, 302, 429, 503])
+    return st.tuples(statuses, shapes)
+
+
+# --- the check ------------------------------------------------------------------
+
+
+def assert_typed(value: Any, tp: Any, where: str = "$") -> None:
+    """Assert that `value` really is of the declared type, recursively."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        assert_typed(value, typing.get_args(tp)[0], where)
+    elif origin in (types.UnionType, typing.Union):
+        errors = []
+        for arm in typing.get_args(tp):
+            try:
+                assert_typed(value, arm, where)
+                return
+            except AssertionError as exc:
+                errors.append(str(exc))
+        raise AssertionError(f"{where}: {value!r} fits no arm of {tp}: {errors}")
+    elif tp is type(None):
+        assert value is None, where
+    elif tp in (int, float):
+        assert type(value) is tp, f"{where}: {value!r} is not {tp.__name__}"
+    elif tp in (bool, str, dt.datetime):
+        assert isinstance(value, tp), f"{where}: {value!r} is not {tp.__name__}"
+    elif origin is tuple:
+        assert isinstance(value, tuple), where
+        for n, item in enumerate(value):
+            assert_typed(item, typing.get_args(tp)[0], f"{where}[{n}]")
+    elif origin is dict:
+        assert isinstance(value, dict), where
+        for key, item in value.items():
+            assert isinstance(key, str), where
+            assert_typed(item, typing.get_args(tp)[1], f"{where}.{key}")
+    elif origin is Page:
+        assert isinstance(value, Page), where
+        assert type(value.current_page) is int
+        assert type(value.pages) is int
+        assert_typed(value.items, tuple[typing.get_args(tp)[0], ...], f"{where}.items")
+    elif origin in (Sequence, Mapping):
+        raise AssertionError(f"unexpected abstract type {tp}")
+    else:
+        assert isinstance(value, tp), f"{where}: {value!r} is not {tp}"
+        hints = typing.get_type_hints(tp, include_extras=True)
+        for field in attrs.fields(tp):
+            assert_typed(
+                getattr(value, field.name), hints[field.name], f"{where}.{field.name}"
+            )
+
+
+async def run_one(name: str, status: int, body: bytes) -> None:
+    call, _, expected = ACTIONS[name]
+
+    async def send(*_: object) -> tuple[int, str, bytes]:
+        return status, "login.php" if status == 302 else "", body
+
+    client = BioTorrentsClient(
+        TOKEN, base_url="https://bio.example", rate_limit=None, retry=RetryPolicy.none()
+    )
+    client._session._send = send  # type: ignore[method-assign]
+    try:
+        result = await call(client)
+    except BioTorrentsError as exc:
+        text = f"{exc} {exc!r} {getattr(exc, 'body_excerpt', '')}"
+        assert not [s for s in SECRETS if s in text]
+        return
+    finally:
+        await client.aclose()
+    assert_typed(result, expected)
+
+
+def fuzz(examples: int) -> Callable[..., Any]:
+    @pytest.mark.parametrize("name", sorted(ACTIONS))
+    def test(name: str) -> None:
+        base = load_exchange(ACTIONS[name][1]).body
+
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(bodies(base))
+        def one(case: tuple[int, bytes]) -> None:
+            asyncio.run(run_one(name, *case))
+
+        one()
+
+    return test
+
+
+test_fuzz_every_action = fuzz(200)
+test_fuzz_every_action_long = pytest.mark.slow(fuzz(3000))
+
+
+@pytest.mark.parametrize("name", sorted(ACTIONS))
+def test_recorded_success_is_fully_typed(name: str) -> None:
+    base = load_exchange(ACTIONS[name][1])
+    asyncio.run(run_one(name, base.status, base.body))

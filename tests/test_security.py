@@ -1,0 +1,134 @@
+"""Transport security and secrets: https by default, TLS verified, nothing leaks."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+import trustme
+from support import COOKIES, SECRETS, TOKEN, Exchange, Router
+
+from biotorrents_async import (
+    AuthenticationError,
+    BioTorrentsClient,
+    RateLimit,
+    RetryPolicy,
+    TransportError,
+)
+from biotorrents_async.testing import FakeBioTorrents
+
+
+def test_https_is_the_default() -> None:
+    assert BioTorrentsClient(TOKEN).base_url == "https://biotorrents.de"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://biotorrents.de", "http://10.0.0.5:8080", "http://example.org/"],
+)
+def test_plain_http_to_a_remote_host_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="allow_insecure_http"):
+        BioTorrentsClient(TOKEN, base_url=url)
+    assert BioTorrentsClient(TOKEN, base_url=url, allow_insecure_http=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8088",
+        "http://localhost",
+        "http://[::1]:80",
+        "http://127.3.4.5",
+    ],
+)
+def test_plain_http_to_loopback_is_fine(url: str) -> None:
+    assert BioTorrentsClient(TOKEN, base_url=url).base_url == url
+
+
+def test_ssl_false_is_refused() -> None:
+    with pytest.raises(ValueError, match="ssl"):
+        BioTorrentsClient(TOKEN, ssl=False)  # type: ignore[arg-type]
+
+
+async def test_redirects_are_never_followed(api: Router) -> None:
+    api.reply(Exchange(302, {"Location": "https://elsewhere.example/steal"}, b""))
+    async with BioTorrentsClient(TOKEN, base_url="https://bio.example") as client:
+        with pytest.raises(AuthenticationError):
+            await client.index()
+    assert len(api.calls) == 1  # nothing went to elsewhere.example
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+async def test_tls_with_a_trusted_ca(
+    ca: trustme.CA, server_context: ssl.SSLContext
+) -> None:
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with FakeBioTorrents(rate_limit=None, ssl_context=server_context) as fake:
+        assert fake.url.startswith("https://127.0.0.1:")
+        async with BioTorrentsClient(
+            fake.token, base_url=fake.url, ssl=client_context, rate_limit=None
+        ) as client:
+            assert (await client.index()).id == 2
+
+
+async def test_untrusted_certificate_fails_without_retrying(
+    server_context: ssl.SSLContext,
+) -> None:
+    async with FakeBioTorrents(rate_limit=None, ssl_context=server_context) as fake:
+        async with BioTorrentsClient(
+            fake.token,
+            base_url=fake.url,
+            rate_limit=None,
+            retry=RetryPolicy(attempts=3),
+        ) as client:
+            with pytest.raises(TransportError) as info:
+                await client.index()
+        assert isinstance(info.value.__cause__, ssl.SSLError | OSError)
+        assert client.stats["requests"] == 1
+        assert fake.requests == []  # the TLS handshake failed before any request
+
+
+async def test_reprs_and_messages_of_everything_are_secret_free() -> None:
+    texts: list[str] = []
+    async with FakeBioTorrents(rate_limit=RateLimit(2, 0.05)) as fake:
+        client = BioTorrentsClient(
+            fake.token,
+            cookies=fake.cookies,
+            base_url=fake.url,
+            rate_limit=RateLimit(2, 0.05),
+        )
+        texts += [repr(client), str(client)]
+        async with client:
+            me = await client.index()
+            profile = await client.users.get(2)
+            texts += [repr(me), str(me), repr(profile), repr(me.userstats)]
+            fake.revoke_token(fake.token)
+        bad = BioTorrentsClient(
+            fake.token, cookies={"session": "nope", "userid": "2"}, base_url=fake.url
+        )
+        async with bad:
+            with pytest.raises(AuthenticationError) as info:
+                await bad.index()
+        texts += [repr(bad), str(info.value), repr(info.value)]
+    for text in texts:
+        leaked = [s for s in SECRETS if s in text]
+        assert not leaked, text
+    assert fake.data.users[2].passkey == me.passkey  # present, just never shown
+
+
+def test_cookie_values_are_not_in_repr() -> None:
+    client = BioTorrentsClient(cookies=COOKIES)
+    assert COOKIES["session"] not in repr(client)
+    assert "auth=cookies" in repr(client)
