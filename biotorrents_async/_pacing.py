@@ -23,7 +23,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -141,6 +141,9 @@ class LocalPacer:
             self._waiting[0][2].set()
 
     async def _acquire(self, priority: int) -> None:
+        if not self._waiting and self._wait_needed() <= 0:
+            self._in_flight += 1  # nobody queued and a place is free
+            return
         entry = (priority, next(self._tickets), asyncio.Event())
         heapq.heappush(self._waiting, entry)
         waited = False
@@ -177,15 +180,26 @@ class LocalPacer:
         self._done.append(self._clock())
         self._wake_head()
 
-    @contextlib.asynccontextmanager
-    async def slot(self, priority: int = INTERACTIVE) -> AsyncIterator[None]:
+    def slot(self, priority: int = INTERACTIVE) -> _Slot:
         """Wait for a free place, hold it for one attempt, release it after.
 
         Args:
             priority: :data:`INTERACTIVE` (default) or :data:`BACKGROUND`.
         """
-        await self._acquire(priority)
-        try:
-            yield
-        finally:
-            self._release()
+        return _Slot(self, priority)
+
+
+class _Slot:
+    """``async with pacer.slot():`` without a generator on the hot path."""
+
+    __slots__ = ("_pacer", "_priority")
+
+    def __init__(self, pacer: LocalPacer, priority: int) -> None:
+        self._pacer = pacer
+        self._priority = priority
+
+    async def __aenter__(self) -> None:
+        await self._pacer._acquire(self._priority)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._pacer._release()

@@ -65,24 +65,22 @@ _SECRET_FIELDS = re.compile(
 )
 
 
-@attrs.define
-class _Shared:
-    """One in-flight read that identical concurrent calls wait on together."""
-
-    task: asyncio.Future[Any]
-    waiters: int = 0
+class _OwnerCancelledError(Exception):
+    """The caller that was sending a shared read was cancelled."""
 
 
 # Actions that change state on the server (GET included): never coalesced.
 _STATE_CHANGING = frozenset({"notifications", "clear_user_notification"})
 
 
-def _coalescing_key(method: str, query: Mapping[str, str]) -> tuple[str, ...] | None:
+def _coalescing_key(
+    method: str, query: Mapping[str, str]
+) -> tuple[tuple[str, str], ...] | None:
     action = query["action"]
     # inbox&type=viewconv marks the conversation read (api-reference §12).
     if method != "GET" or action in _STATE_CHANGING or query.get("type") == "viewconv":
         return None
-    return tuple(f"{k}={v}" for k, v in sorted(query.items()))
+    return tuple(sorted(query.items()))
 
 
 @attrs.frozen
@@ -157,7 +155,7 @@ class ApiSession:
         self._clock = clock
         self._random = random
         self.pacer: Pacer = pacer or LocalPacer(rate_limit, clock=clock, sleep=sleep)
-        self._in_flight: dict[tuple[str, ...], _Shared] = {}
+        self._in_flight: dict[tuple[tuple[str, str], ...], asyncio.Future[Any]] = {}
         self.requests_sent = 0
         self.retries = 0
         self.rate_limit_pauses = 0
@@ -227,30 +225,35 @@ class ApiSession:
         key = _coalescing_key(method, query)
         if key is None:
             return await self._request(method, query, data, action, empty_ok)
-        shared = self._in_flight.get(key)
-        if shared is None:
-            # Its own task, so that one caller's cancellation spares the others.
-            task = asyncio.ensure_future(
-                self._request(method, query, data, action, empty_ok)
-            )
-            shared = self._in_flight[key] = _Shared(task)
-            task.add_done_callback(lambda t: self._forget(key, shared))
-        else:
+        while True:
+            shared = self._in_flight.get(key)
+            if shared is None:
+                break
+            # An identical read is under way: share its answer, and its slot.
             self.coalesced += 1
-        shared.waiters += 1
+            try:
+                return await asyncio.shield(shared)
+            except _OwnerCancelledError:
+                continue  # its caller gave up; send our own (or join the next)
+        # This caller sends; later identical callers wait on the future. No task
+        # is created, so the common, uncontended case costs nothing extra.
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
         try:
-            return await asyncio.shield(shared.task)
+            result = await self._request(method, query, data, action, empty_ok)
         except asyncio.CancelledError:
-            shared.waiters -= 1
-            if shared.waiters == 0:
-                shared.task.cancel()
+            future.set_exception(_OwnerCancelledError())
             raise
-
-    def _forget(self, key: tuple[str, ...], shared: _Shared) -> None:
-        if self._in_flight.get(key) is shared:
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
             del self._in_flight[key]
-        if not shared.task.cancelled():
-            shared.task.exception()  # retrieved: the waiters raise it themselves
+            if not future.cancelled():
+                future.exception()  # the joiners raise it; never "unretrieved"
 
     async def _request(
         self,
@@ -354,16 +357,17 @@ class ApiSession:
                 return _Outcome(
                     error=error, retry=not isinstance(exc, aiohttp.ClientSSLError)
                 )
-        logger.debug(
-            "%s %s -> HTTP %d, %d bytes in %.3fs (attempt %d/%d)",
-            method,
-            action,
-            status,
-            len(body),
-            self._clock() - started,
-            attempt,
-            self._retry.attempts,
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> HTTP %d, %d bytes in %.3fs (attempt %d/%d)",
+                method,
+                action,
+                status,
+                len(body),
+                self._clock() - started,
+                attempt,
+                self._retry.attempts,
+            )
         return self._interpret(action, status, location, body, empty_ok)
 
     def _interpret(
@@ -480,6 +484,10 @@ def _leading_json(text: str) -> Any:
     HTML page; R2-era servers glue a token-check failure (with an int ``response``)
     in front of the real answer, so that one is skipped when another value follows.
     """
+    try:
+        return _DECODER.decode(text)  # the common case: one clean JSON value
+    except (ValueError, RecursionError):
+        pass
     values: list[Any] = []
     pos = 0
     text = text.lstrip("\ufeff")
