@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
+import cattrs.errors
 from cattrs.gen import make_dict_structure_fn, override
 
 from .exceptions import ResponseError
@@ -37,7 +38,6 @@ T = TypeVar("T")
 # "1,204": number_format() output (community_stats, ratios ≥ 1000).
 _INT_RE = re.compile(r"-?\d{1,3}(?:,\d{3})+|-?\d+")
 _FLOAT_RE = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
-_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 # MySQL's zero date is how some rows say "never".
 _ZERO_DATES = frozenset({"", "0000-00-00 00:00:00"})
 
@@ -50,6 +50,8 @@ def _fail(value: Any, expected: str) -> ValueError:
 
 
 def _to_int(value: Any, _: Any = None) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         raise _fail(value, "an integer")
     if isinstance(value, int):
@@ -63,6 +65,8 @@ def _to_int(value: Any, _: Any = None) -> int:
 
 
 def _to_float(value: Any, _: Any = None) -> float:
+    if type(value) is float and value - value == 0:  # finite
+        return value
     if isinstance(value, bool):
         raise _fail(value, "a number")
     if isinstance(value, int | float):
@@ -77,7 +81,7 @@ def _to_float(value: Any, _: Any = None) -> float:
 
 
 def _to_bool(value: Any, _: Any = None) -> bool:
-    if isinstance(value, bool):
+    if value is True or value is False:
         return value
     # ENUM('0','1') columns and PHP ints stand in for booleans in places.
     if value in (0, 1, "0", "1") and not isinstance(value, float):
@@ -86,20 +90,23 @@ def _to_bool(value: Any, _: Any = None) -> bool:
 
 
 def _to_str(value: Any, _: Any = None) -> str:
-    if isinstance(value, str):
+    if type(value) is str or isinstance(value, str):
         return value
     raise _fail(value, "a string")
 
 
 def _unescape(value: Any) -> str:
-    text = _to_str(value)
-    return html.unescape(text) if "&" in text else text
+    if type(value) is not str:
+        value = _to_str(value)
+    return html.unescape(value) if "&" in value else value
 
 
 def _to_datetime(value: Any, _: Any = None) -> _dt.datetime:
     text = _to_str(value).strip()
     try:
-        return _dt.datetime.strptime(text, _DATE_FORMAT)
+        # MySQL DATETIME "YYYY-MM-DD HH:MM:SS"; fromisoformat is ~20x faster
+        # than strptime and reads that format exactly.
+        return _dt.datetime.fromisoformat(text)
     except ValueError:
         raise _fail(value, "a 'YYYY-MM-DD HH:MM:SS' date") from None
 
@@ -117,19 +124,34 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def make_converter(*, strict: bool = False) -> cattrs.Converter:
+class Converter(cattrs.Converter):
+    """A cattrs converter that knows its slower twin for explaining failures.
+
+    The happy path runs without cattrs' detailed validation (faster); when a
+    body does not fit, the same value is structured again by ``explainer``, whose
+    errors carry the path of the offending field.
+    """
+
+    __slots__ = ("explainer",)
+
+    explainer: cattrs.Converter | None
+
+
+def make_converter(*, strict: bool = False, detailed: bool = False) -> Converter:
     """Build the converter that turns API JSON into models.
 
     Args:
         strict: Reject keys a model does not know. The library runs non-strict
             (unknown keys are ignored); the test suite runs strict on every
             recorded response so that a model silently dropping data fails a test.
+        detailed: Build only the detailed-validation flavour (no explainer).
 
     Returns:
         A ready converter. Register nothing on it afterwards: hook factories cache
         the hooks of field types when a class is first structured.
     """
-    conv = cattrs.Converter(detailed_validation=True)
+    conv = Converter(detailed_validation=detailed)
+    conv.explainer = None if detailed else make_converter(strict=strict, detailed=True)
 
     conv.register_structure_hook(int, _to_int)
     conv.register_structure_hook(float, _to_float)
@@ -238,14 +260,17 @@ def make_converter(*, strict: bool = False) -> cattrs.Converter:
         )
 
         def structure_model(value: Any, tp: Any) -> Any:
-            if value == []:
-                value = {}  # json_die() empty payload where an object belongs
-            if not isinstance(value, dict):
-                raise _fail(value, f"an object for {cls.__name__}")
-            if cls is RecentGroup:
-                value = _recent_group_keys(value)
+            if type(value) is not dict:
+                if value == []:
+                    value = {}  # json_die() empty payload where an object belongs
+                elif not isinstance(value, dict):
+                    raise _fail(value, f"an object for {cls.__name__}")
             return inner(value, tp)
 
+        if cls is RecentGroup:
+            return lambda value, tp: structure_model(
+                _recent_group_keys(value) if isinstance(value, dict) else value, tp
+            )
         return structure_model
 
     conv.register_structure_hook_factory(attrs.has, attrs_factory)
@@ -276,24 +301,35 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+_STRUCTURE_ERRORS = (
+    cattrs.errors.CattrsError,
+    cattrs.BaseValidationError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    RecursionError,
+    OverflowError,
+)
+
+
 def structure(conv: cattrs.Converter, raw: Any, cl: type[T] | Any, action: str) -> T:
     """Structure ``raw`` into ``cl``; any failure becomes :class:`ResponseError`."""
     try:
         return conv.structure(raw, cl)  # type: ignore[no-any-return]
-    except (
-        cattrs.BaseValidationError,
-        ValueError,
-        TypeError,
-        KeyError,
-        AttributeError,
-        RecursionError,
-        OverflowError,
-    ) as exc:
+    except _STRUCTURE_ERRORS as exc:
+        cause: BaseException = exc
+        explainer = getattr(conv, "explainer", None)
+        if explainer is not None:
+            try:
+                explainer.structure(raw, cl)
+            except _STRUCTURE_ERRORS as detailed:
+                cause = detailed
         raise ResponseError(
-            f"{action}: unexpected response shape: {_describe(exc)}",
+            f"{action}: unexpected response shape: {_describe(cause)}",
             status=200,
             action=action,
-        ) from exc
+        ) from cause
 
 
 def structure_page(
