@@ -50,7 +50,8 @@ async def bare(url: str, n: int) -> float:
         started = loop.time()
         for _ in range(n):
             async with session.get(
-                f"{url}/api.php", params={"action": "index"},
+                f"{url}/api.php",
+                params={"action": "index"},
                 headers={"Authorization": "Bearer t"},
             ) as resp:
                 doc = json.loads(await resp.read())

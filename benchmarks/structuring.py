@@ -132,8 +132,12 @@ def main(number: int, rounds: int) -> dict[str, float]:
     user = json.loads(_body("user_id1.txt"))["response"]
     assert hand_user(user) == conv.structure(user, User)
     ours_page = structure_page(
-        conv, page, ConversationSummary, items_key="messages",
-        page_key="currentPage", action="inbox",
+        conv,
+        page,
+        ConversationSummary,
+        items_key="messages",
+        page_key="currentPage",
+        action="inbox",
     )
     assert hand_inbox(page) == tuple(ours_page.items)
 
@@ -144,10 +148,15 @@ def main(number: int, rounds: int) -> dict[str, float]:
         "inbox_hand_us": best(lambda: hand_inbox(page)) * 1e6,
         "inbox_cattrs_us": best(
             lambda: structure_page(
-                conv, page, ConversationSummary, items_key="messages",
-                page_key="currentPage", action="inbox",
+                conv,
+                page,
+                ConversationSummary,
+                items_key="messages",
+                page_key="currentPage",
+                action="inbox",
             )
-        ) * 1e6,
+        )
+        * 1e6,
         "user_hand_us": best(lambda: hand_user(user)) * 1e6,
         "user_cattrs_us": best(lambda: conv.structure(user, User)) * 1e6,
     }
