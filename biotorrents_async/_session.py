@@ -16,10 +16,9 @@ import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import aiohttp
-import attrs
 from yarl import URL
 
 from ._pacing import LocalPacer, Pacer, current_priority
@@ -83,8 +82,7 @@ def _coalescing_key(
     return tuple(sorted(query.items()))
 
 
-@attrs.frozen
-class _Outcome:
+class _Outcome(NamedTuple):
     """What one attempt came to: a value, or an error and whether to retry it."""
 
     value: Any = None
