@@ -75,6 +75,11 @@ _ALERT_ORDER = (
     "Quotes",
     "Subscriptions",
 )
+# Notice text and link of the site-post alerts (api-reference §15).
+_POST_ALERTS = {
+    "News": ("Announcement", "index.php#news"),
+    "Blog": ("Blog", "blog.php#blog"),
+}
 _INTEGER = re.compile(r"\s*-?\d+")
 _NUMERIC = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
 
@@ -1102,32 +1107,23 @@ class FakeBioTorrents:
     async def _get_user_notifications(self, viewer: _Viewer, call: _Call) -> _Reply:
         user = viewer.user
         alerts: dict[str, dict[str, Any]] = {}
-        news = max(self.data.news, default=None)
-        blog = max(self.data.blog, default=None)
+        posts = {
+            "News": (max(self.data.news, default=None), user.last_read_news),
+            "Blog": (max(self.data.blog, default=None), user.last_read_blog),
+        }
         for kind in _ALERT_ORDER:
             entry: tuple[int, str, str, str] | None = None
-            if (
-                kind == "News"
-                and news
-                and (viewer.skeletal or user.last_read_news < news[0])
-            ):
-                entry = (
-                    news[0],
-                    f"Announcement: {display_str(news[1])}",
-                    f"index.php#news{news[0]}",
-                    "information",
-                )
-            elif (
-                kind == "Blog"
-                and blog
-                and (viewer.skeletal or user.last_read_blog < blog[0])
-            ):
-                entry = (
-                    blog[0],
-                    f"Blog: {display_str(blog[1])}",
-                    f"blog.php#blog{blog[0]}",
-                    "information",
-                )
+            if kind in posts:
+                newest, last_read = posts[kind]
+                # Token-only viewers compare against a null "last read": true.
+                if newest and (viewer.skeletal or last_read < newest[0]):
+                    prefix, anchor = _POST_ALERTS[kind]
+                    entry = (
+                        newest[0],
+                        f"{prefix}: {display_str(newest[1])}",
+                        f"{anchor}{newest[0]}",
+                        "information",
+                    )
             elif kind == "Inbox":
                 count = self._unread_count(user.id)
                 if count:
