@@ -509,6 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=err)
         return 130
+    except BrokenPipeError:
+        # `biotorrents ... | head`: the reader left; nothing is wrong.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (BioTorrentsError, CliError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=err)
         return 1

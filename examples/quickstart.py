@@ -18,11 +18,13 @@ from biotorrents_async import BioTorrentsClient, BioTorrentsError
 async def main() -> None:
     async with BioTorrentsClient.from_env() as client:
         me = await client.index()
-        # With a token only, the server knows nothing but your id (api-reference
-        # §1.2), so the name comes from your public profile.
-        name = me.username or (await client.users.get(me.id)).username
+        # With a token only, `index` knows nothing but your id (api-reference
+        # §1.2): name and class come from your public profile.
         profile = await client.users.get(me.id)
-        print(f"You are {name} (id {me.id}), class {profile.personal.class_name}")
+        print(
+            f"You are {profile.username} (id {me.id}), "
+            f"class {profile.personal.class_name}"
+        )
         print(
             f"  uploaded {profile.stats.uploaded:,} B, "
             f"downloaded {profile.stats.downloaded:,} B, "
