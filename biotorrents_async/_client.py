@@ -67,9 +67,11 @@ def _is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    # 0.0.0.0 and :: reach this very machine when connected to.
+    return address.is_loopback or address.is_unspecified
 
 
 def _check_base_url(base_url: object, allow_insecure_http: bool) -> str:
