@@ -17,7 +17,7 @@ from typing import Any, Self
 import aiohttp
 from yarl import URL
 
-from ._converter import make_converter, structure
+from ._converter import default_converter, structure
 from ._endpoints import Bookmarks, Inbox, Notifications, Users
 from ._pacing import Pacer, background
 from ._policy import RateLimit, RetryPolicy
@@ -183,7 +183,7 @@ class BioTorrentsClient:
             clock=clock,
             random=random,
         )
-        self._converter = make_converter()
+        self._converter = default_converter()
         self.users = Users(self._session, self._converter)
         """Profiles, user search, community stats, recents and forum posts."""
         self.inbox = Inbox(self._session, self._converter)

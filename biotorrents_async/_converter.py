@@ -9,6 +9,7 @@ primitive gets a validating hook instead.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import html
 import re
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ from .models import (
     RecentGroup,
 )
 
-__all__ = ["make_converter", "structure", "structure_page"]
+__all__ = ["default_converter", "make_converter", "structure", "structure_page"]
 
 T = TypeVar("T")
 
@@ -275,6 +276,12 @@ def make_converter(*, strict: bool = False, detailed: bool = False) -> Converter
 
     conv.register_structure_hook_factory(attrs.has, attrs_factory)
     return conv
+
+
+@functools.cache
+def default_converter() -> Converter:
+    """Return the library's converter, built on first use and shared by clients."""
+    return make_converter()
 
 
 def _recent_group_keys(value: dict[str, Any]) -> dict[str, Any]:
