@@ -163,3 +163,16 @@ async def test_everyone_cancelled_cancels_the_shared_request(
     await asyncio.gather(*waiting, return_exceptions=True)
     await asyncio.sleep(0.05)
     assert [r.action for r in fake.requests] == ["index"]
+
+
+@pytest.mark.slow
+async def test_default_pacing_against_the_real_rule() -> None:
+    # Real time: 2 per 6 s, windows of 5 to 7 s; six requests take about 14 s.
+    async with FakeBioTorrents(expiry_jitter=1.0, seed=3) as fake:  # noqa: SIM117
+        async with BioTorrentsClient(
+            fake.token, base_url=fake.url, retry=RetryPolicy.none()
+        ) as client:
+            await asyncio.gather(
+                *(client.users.search("a", page=p) for p in range(1, 7))
+            )
+    assert [r.outcome for r in fake.requests] == ["ok"] * 6
