@@ -516,4 +516,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BioTorrentsError, CliError, ValueError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=err)
         return 1
+    except Exception as exc:  # a bug of ours: still one line, no traceback
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} "
+            "(please report this as a bug)",
+            file=err,
+        )
+        return 1
     return 0
