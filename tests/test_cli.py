@@ -257,3 +257,16 @@ def test_fake_server_command_serves() -> None:
         proc.wait(5)
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_even_a_bug_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: object) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.setattr("biotorrents_async.cli.run_endpoint", broken)
+    code, out, err = run(capsys, "index")
+    assert code == 1
+    assert err.startswith("error: unexpected KeyError")
+    assert err.count("\n") == 1
