@@ -267,6 +267,6 @@ def test_even_a_bug_is_one_line(
 
     monkeypatch.setattr("biotorrents_async.cli.run_endpoint", broken)
     code, out, err = run(capsys, "index")
-    assert code == 1
+    assert (code, out) == (1, "")
     assert err.startswith("error: unexpected KeyError")
     assert err.count("\n") == 1
