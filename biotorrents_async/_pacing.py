@@ -65,7 +65,7 @@ def background() -> Iterator[None]:
 class Pacer(Protocol):
     """Where a client's pacing state lives.
 
-    ``slot(priority)`` is held around every HTTP attempt; lower priorities numbers
+    ``slot(priority)`` is held around every HTTP attempt; lower priority numbers
     go first. ``pause(seconds)`` stops every caller from sending for that long (the
     server said "rate limit exceeded").
     """
