@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,3 +142,33 @@ class Router:
             headers=headers,
             content_type=content_type.split(";")[0],
         )
+
+
+@contextlib.contextmanager
+def fake_server_process() -> Iterator[tuple[str, str]]:
+    """Run ``python -m biotorrents_async fake-server`` (no rate limit) on a free port.
+
+    Yields the base URL and the first line it printed.
+    """
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "biotorrents_async",
+            "fake-server",
+            "--port",
+            "0",
+            "--rate-limit",
+            "none",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        first = proc.stdout.readline()
+        yield first.split()[-1].removesuffix("/api.php"), first
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        proc.stdout.close()

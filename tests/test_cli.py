@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import fake_server_process
 
 from biotorrents_async import RateLimit
 from biotorrents_async.cli import main
@@ -213,25 +214,8 @@ def test_python_dash_m() -> None:
 
 
 def test_fake_server_command_serves() -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "biotorrents_async",
-            "fake-server",
-            "--port",
-            "0",
-            "--rate-limit",
-            "none",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
+    with fake_server_process() as (url, first):
         assert first.startswith("fake BioTorrents.de serving http://127.0.0.1:")
-        url = first.split()[-1].removesuffix("/api.php")
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             [
                 sys.executable,
@@ -252,11 +236,6 @@ def test_fake_server_command_serves() -> None:
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["seeding"] == 1204
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def test_even_a_bug_is_one_line(

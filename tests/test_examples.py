@@ -9,35 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import SECRETS
+from support import SECRETS, fake_server_process
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 @pytest.fixture
 def fake_url() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "biotorrents_async",
-            "fake-server",
-            "--port",
-            "0",
-            "--rate-limit",
-            "none",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    try:
-        yield first.split()[-1].removesuffix("/api.php")
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        proc.stdout.close()
+    with fake_server_process() as (url, _):
+        yield url
 
 
 def test_examples_print_what_they_promise_and_no_secret(fake_url: str) -> None:
