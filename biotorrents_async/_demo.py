@@ -7,7 +7,7 @@ from typing import TextIO
 
 from ._client import BioTorrentsClient
 from ._policy import RateLimit, RetryPolicy
-from .cli import print_record, print_table
+from .cli import describe_rule, print_record, print_table
 from .testing import FakeBioTorrents, Fault
 
 
@@ -20,7 +20,8 @@ async def run_demo(rule: RateLimit | None, out: TextIO) -> None:
     started = time.monotonic()
     async with FakeBioTorrents(rate_limit=rule) as fake:
         print(
-            f"Fake BioTorrents.de running at {fake.url} (rate limit: {_rule(rule)})",
+            f"Fake BioTorrents.de running at {fake.url} "
+            f"(rate limit: {describe_rule(rule)})",
             file=out,
         )
         # Faults the client must ride out: a proxy 502, a truncated body, two
@@ -66,10 +67,6 @@ async def run_demo(rule: RateLimit | None, out: TextIO) -> None:
     )
     print(f"waits for the client's pacing: {stats['throttle_waits']}", file=out)
     print(f"elapsed:                       {elapsed:.1f}s", file=out)
-
-
-def _rule(rule: RateLimit | None) -> str:
-    return f"{rule.requests} per {rule.per:g}s" if rule else "off"
 
 
 async def _tour(client: BioTorrentsClient, out: TextIO) -> None:

@@ -308,31 +308,24 @@ class Bookmarks(_Endpoint):
 
     async def torrents(self) -> tuple[BookmarkedGroup, ...]:
         """Fetch your bookmarked torrent groups, in bookmark order."""
-        raw = await self._session.request("bookmarks", {"type": "torrents"})
-        result: tuple[BookmarkedGroup, ...] = structure(
-            self._converter,
-            _field(raw, "bookmarks"),
-            tuple[BookmarkedGroup, ...],
-            "bookmarks",
-        )
-        return result
+        return await self._list("torrents", "bookmarks", BookmarkedGroup)
 
     async def artists(self) -> tuple[BookmarkedArtist, ...]:
         """Fetch your bookmarked artists (in no defined order)."""
-        raw = await self._session.request("bookmarks", {"type": "artists"})
-        result: tuple[BookmarkedArtist, ...] = structure(
+        return await self._list("artists", "artists", BookmarkedArtist)
+
+    async def _list(self, kind: str, key: str, item_type: type[T]) -> tuple[T, ...]:
+        raw = await self._session.request("bookmarks", {"type": kind})
+        # A missing key becomes None, which structuring reports as a
+        # ResponseError naming the expected list.
+        items = raw.get(key) if isinstance(raw, dict) else raw
+        result: tuple[T, ...] = structure(
             self._converter,
-            _field(raw, "artists"),
-            tuple[BookmarkedArtist, ...],
+            items,
+            tuple[item_type, ...],  # type: ignore[valid-type]
             "bookmarks",
         )
         return result
-
-
-def _field(raw: Any, key: str) -> Any:
-    # A missing key becomes None, which the structure step reports as a
-    # ResponseError naming the expected list.
-    return raw.get(key) if isinstance(raw, dict) else raw
 
 
 class Notifications(_Endpoint):

@@ -160,18 +160,11 @@ class ApiSession:
         self.coalesced = 0
 
     @property
-    def url(self) -> URL:
-        """The API endpoint, without query."""
-        return self._url
-
-    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
 
     def _session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("this BioTorrentsClient is closed")
         if self._borrowed is not None:
             return self._borrowed
         if self._owned is None:

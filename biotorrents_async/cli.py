@@ -246,6 +246,11 @@ async def fetch_all(
         number += 1
 
 
+def describe_rule(rule: RateLimit | None) -> str:
+    """Say a rate rule in words: ``"2 per 6s"`` or ``"off"``."""
+    return f"{rule.requests} per {rule.per:g}s" if rule else "off"
+
+
 # --- arguments ---------------------------------------------------------------------
 
 
@@ -480,11 +485,10 @@ async def run_fake_server(args: argparse.Namespace, out: TextIO) -> None:
     async with FakeBioTorrents(
         host=args.host, port=args.port, rate_limit=args.rate_limit
     ) as fake:
-        rule = args.rate_limit
-        rule_text = f"{rule.requests} per {rule.per:g}s" if rule else "off"
         print(f"fake BioTorrents.de serving {fake.url}/api.php", file=out)
-        print(f"  rate limit: {rule_text}", file=out)
+        print(f"  rate limit: {describe_rule(args.rate_limit)}", file=out)
         print(f"  export BIOTORRENTS_BASE_URL={fake.url}", file=out)
+        # The fake's own made-up demo credentials, public by design.
         print(f"  export BIOTORRENTS_TOKEN={fake.token}", file=out)
         cookie = "; ".join(f"{k}={v}" for k, v in fake.cookies.items())
         print(f"  export BIOTORRENTS_COOKIES='{cookie}'", file=out)
