@@ -6,8 +6,8 @@ import time
 from typing import TextIO
 
 from ._client import BioTorrentsClient
+from ._output import describe_rule, print_record, print_table
 from ._policy import RateLimit, RetryPolicy
-from .cli import describe_rule, print_record, print_table
 from .testing import FakeBioTorrents, Fault
 
 

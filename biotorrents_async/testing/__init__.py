@@ -28,14 +28,8 @@ from ._data import (
     FakeTorrent,
     FakeUser,
 )
-from ._server import (
-    DEMO_COOKIES,
-    DEMO_TOKEN,
-    FakeBioTorrents,
-    Fault,
-    FaultPlan,
-    RecordedRequest,
-)
+from ._faults import Fault, FaultPlan
+from ._server import DEMO_COOKIES, DEMO_TOKEN, FakeBioTorrents, RecordedRequest
 
 __all__ = [
     "DEMO_COOKIES",

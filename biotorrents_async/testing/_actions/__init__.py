@@ -1,0 +1,1 @@
+"""The fake's action handlers, one module per area of the API."""

@@ -1,0 +1,60 @@
+"""Failures the fake injects in front of requests, by schedule or by chance."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from collections.abc import Iterable
+from enum import StrEnum
+
+__all__ = ["Fault", "FaultPlan"]
+
+
+class Fault(StrEnum):
+    """Failures the fake can inject in front of a request."""
+
+    HTTP_502 = "502"
+    HTTP_503 = "503"
+    DROP = "drop"  # the connection closes without an answer
+    DELAY = "delay"  # the answer comes after FaultPlan.delay seconds
+    TRUNCATE = "truncate"  # the body is cut in half
+    HTML_ERROR = "html"  # a PHP error page (HTTP 500) instead of JSON
+    RATE_LIMIT = "rate-limit"  # "rate limit exceeded", whatever the counter says
+
+
+class FaultPlan:
+    """Which requests fail, by schedule or by seeded probability."""
+
+    def __init__(self) -> None:
+        self._schedule: deque[Fault | None] = deque()
+        self._rate = 0.0
+        self._kinds: tuple[Fault, ...] = tuple(Fault)
+        self._rng = random.Random(0)
+        self.delay = 1.0
+        self.injected: Counter[Fault] = Counter()
+
+    def schedule(self, *faults: Fault | None) -> None:
+        """Fail the next requests in this order (``None`` = no fault for that one)."""
+        self._schedule.extend(faults)
+
+    def randomly(
+        self, rate: float, kinds: Iterable[Fault] = tuple(Fault), *, seed: int = 0
+    ) -> None:
+        """Fail each request with probability ``rate``, picking from ``kinds``."""
+        self._rate = rate
+        self._kinds = tuple(kinds)
+        self._rng = random.Random(seed)
+
+    def clear(self) -> None:
+        """Stop injecting faults."""
+        self._schedule.clear()
+        self._rate = 0.0
+
+    def next(self) -> Fault | None:
+        """Return the fault for the request now arriving, if any."""
+        fault = self._schedule.popleft() if self._schedule else None
+        if fault is None and self._rate and self._rng.random() < self._rate:
+            fault = self._rng.choice(self._kinds)
+        if fault is not None:
+            self.injected[fault] += 1
+        return fault
