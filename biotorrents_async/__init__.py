@@ -22,12 +22,16 @@ from importlib.metadata import PackageNotFoundError, version
 from ._client import BioTorrentsClient
 from ._pacing import LocalPacer, Pacer
 from ._policy import RateLimit, RetryPolicy
+from ._redis import RedisPacer
 from .exceptions import (
     ApiError,
+    ArgumentError,
     AuthenticationError,
     BioTorrentsError,
+    CookiesRequiredError,
     LegacyApiUnavailableError,
     NotFoundError,
+    PacerUnavailableError,
     RateLimitError,
     ResponseError,
     TransportError,
@@ -76,15 +80,19 @@ __all__ = [
     "RetryPolicy",
     "Pacer",
     "LocalPacer",
+    "RedisPacer",
     # errors
     "BioTorrentsError",
     "AuthenticationError",
+    "CookiesRequiredError",
     "RateLimitError",
     "ApiError",
     "NotFoundError",
     "TransportError",
     "ResponseError",
     "LegacyApiUnavailableError",
+    "PacerUnavailableError",
+    "ArgumentError",
     # models
     "Page",
     "AlertKind",

@@ -10,6 +10,7 @@ import random as _random
 import re
 import ssl as _ssl
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -21,7 +22,8 @@ from ._converter import default_converter, structure
 from ._endpoints import Bookmarks, Inbox, Notifications, Users
 from ._pacing import Pacer, background
 from ._policy import RateLimit, RetryPolicy
-from ._session import ApiSession
+from ._redis import RedisPacer
+from ._session import DEFAULT_MAX_BODY_SIZE, ApiSession
 from .models import Index
 
 __all__ = ["BioTorrentsClient"]
@@ -63,8 +65,99 @@ def _check_cookies(cookies: object) -> dict[str, str] | None:
     return out
 
 
+def parse_cookies(text: str) -> dict[str, str]:
+    """Parse ``session=...; userid=...`` (``;`` or newlines between pairs).
+
+    Raises:
+        ValueError: A part is not ``name=value``, or a name is given twice.
+    """
+    cookies: dict[str, str] = {}
+    parts = [p.strip() for p in text.replace("\n", ";").split(";")]
+    for number, part in enumerate((p for p in parts if p), start=1):
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            # Never echo the part: it may be the session value itself.
+            raise ValueError(
+                f"cookies must be 'name=value' pairs separated by ';' or new "
+                f"lines; part {number} is not"
+            )
+        if name in cookies:
+            raise ValueError(f"cookie {name!r} is given twice")
+        cookies[name] = value
+    return cookies
+
+
+def parse_rule(text: str) -> RateLimit | None:
+    """Parse ``REQUESTS/SECONDS`` (``2/6``) or ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        requests, per = text.split("/")
+        return RateLimit(int(requests), float(per))
+    except ValueError:
+        raise ValueError(
+            f"expected REQUESTS/SECONDS such as 2/6, or none; got {text!r}"
+        ) from None
+
+
+#: The environment variables shared by the library and the ``biotorrents``
+#: command, and what each sets.
+ENVIRONMENT = {
+    "BIOTORRENTS_TOKEN": "the bearer token",
+    "BIOTORRENTS_COOKIES": "cookies for full-user mode: 'session=...; userid=...'",
+    "BIOTORRENTS_BASE_URL": "the site (default https://biotorrents.de)",
+    "BIOTORRENTS_API_PATH": "api.php (default) or ajax.php",
+    "BIOTORRENTS_RATE_LIMIT": "the server's rule, REQUESTS/SECONDS (default 2/6) "
+    "or none",
+    "BIOTORRENTS_REDIS_URL": "share one allowance with other processes through "
+    "this Redis (needs the redis extra)",
+}
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read the :data:`ENVIRONMENT` variables into constructor arguments.
+
+    Unset or empty variables are left out. ``BIOTORRENTS_REDIS_URL`` becomes a
+    ``pacer``: a :class:`~biotorrents_async.RedisPacer` keyed by the account.
+
+    Raises:
+        ValueError: A variable is malformed.
+    """
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str:
+        return env.get(name, "").strip()
+
+    out: dict[str, Any] = {}
+    if token := get("BIOTORRENTS_TOKEN"):
+        out["token"] = token
+    if cookies := get("BIOTORRENTS_COOKIES"):
+        try:
+            out["cookies"] = parse_cookies(cookies)
+        except ValueError as exc:
+            raise ValueError(f"BIOTORRENTS_COOKIES: {exc}") from None
+    if base_url := get("BIOTORRENTS_BASE_URL"):
+        out["base_url"] = base_url
+    if api_path := get("BIOTORRENTS_API_PATH"):
+        out["api_path"] = api_path
+    if rule := get("BIOTORRENTS_RATE_LIMIT"):
+        try:
+            out["rate_limit"] = parse_rule(rule)
+        except ValueError as exc:
+            raise ValueError(f"BIOTORRENTS_RATE_LIMIT: {exc}") from None
+    if redis_url := get("BIOTORRENTS_REDIS_URL"):
+        out["redis_url"] = redis_url
+    return out
+
+
+# Only names and addresses that can never resolve elsewhere: "*.localhost" names
+# go through DNS on ordinary machines.
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+    if host.lower() in _LOOPBACK_NAMES:
         return True
     try:
         address = ipaddress.ip_address(host.strip("[]"))
@@ -74,38 +167,65 @@ def _is_loopback(host: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
-def _check_base_url(base_url: object, allow_insecure_http: bool) -> str:
+_API_SCRIPTS = ("api.php", "ajax.php")
+
+
+def _check_base_url(
+    base_url: object, api_path: object, allow_insecure_http: bool
+) -> tuple[str, str]:
     if not isinstance(base_url, str):
         raise ValueError("base_url must be a str")
-    url = URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
+    if not isinstance(api_path, str) or not api_path.strip("/"):
+        raise ValueError("api_path must be a non-empty str such as 'api.php'")
+    try:
+        url = URL(base_url)
+        host = url.host
+    except ValueError as exc:
+        raise ValueError(f"base_url is not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not host:
         raise ValueError(
             f"base_url must be an http(s) URL with a host, got {base_url!r}"
         )
+    if url.raw_user is not None or url.raw_password is not None:
+        # It would show in repr and logs, and be sent as Basic auth.
+        raise ValueError("base_url must not carry a user name or password")
     if url.query_string or url.fragment:
         raise ValueError("base_url must not carry a query or fragment")
-    if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
+    if url.scheme == "http" and not _is_loopback(host) and not allow_insecure_http:
         # The token and cookies would cross the network in clear text.
         raise ValueError(
             f"base_url {base_url!r} is plain http to a host that is not loopback; "
-            "use https, or pass allow_insecure_http=True if you really mean it"
+            "use https, or allow it explicitly (allow_insecure_http=True, or "
+            "--allow-insecure-http on the command line) if you really mean it"
         )
-    return base_url
+    script = url.path.rsplit("/", 1)[-1]
+    if script in _API_SCRIPTS:
+        # The whole endpoint URL, as `biotorrents fake-server` prints it.
+        if api_path not in ("api.php", script):
+            raise ValueError(
+                f"base_url ends in {script!r} but api_path is {api_path!r}; give "
+                "the site's root as base_url"
+            )
+        base_url, api_path = str(url.parent).rstrip("/"), script
+    return base_url, api_path
 
 
 class BioTorrentsClient:
     """Async client for the BioTorrents.de JSON API.
 
-    Safe to share between many concurrent tasks: they share one connection pool,
-    one pacing state and one retry policy.
+    Safe to share between many concurrent tasks of one event loop: they share one
+    connection pool, one pacing state and one retry policy. A client belongs to
+    the event loop it is first used in.
 
     Args:
         token: Bearer token (``Authorization: Bearer <token>``), or ``None``.
         cookies: ``{"session": ..., "userid": ...}`` for full-user mode, or ``None``.
             At least one of ``token``/``cookies`` is required; both may be given.
-        base_url: Scheme and host of the site.
+        base_url: Scheme and host of the site. A URL ending in ``/api.php`` or
+            ``/ajax.php`` is accepted too and sets ``api_path``.
         api_path: ``"api.php"``, or ``"ajax.php"`` for deployments that use it.
         session: An ``aiohttp.ClientSession`` to borrow; never closed or mutated.
+            Certificates are verified even if its connector says ``ssl=False``.
         rate_limit: The server's rule (:meth:`RateLimit.default`), or ``None`` for
             no client-side pacing (Donor accounts). A server rejection still pauses
             the client for a window and retries.
@@ -115,8 +235,11 @@ class BioTorrentsClient:
             of your own (a private certificate authority, say).
         allow_insecure_http: Allow a plain-``http`` ``base_url`` on a host that is
             not loopback. Off by default: the token would travel in clear text.
-        pacer: Pacing state to share with other clients of the same account in
-            this event loop (see :class:`biotorrents_async.LocalPacer`).
+        pacer: Pacing state to share: a :class:`~biotorrents_async.LocalPacer`
+            for several clients of one account in this event loop, or a
+            :class:`~biotorrents_async.RedisPacer` for several processes.
+        max_body_size: The largest decoded answer to read, in bytes; a larger
+            one is a :class:`~biotorrents_async.ResponseError`.
         sleep: Coroutine used for every wait; for tests.
         clock: Monotonic clock in seconds; for tests.
         random: Jitter source returning floats in ``[0, 1)``; for tests.
@@ -139,6 +262,7 @@ class BioTorrentsClient:
         ssl: _ssl.SSLContext | bool = True,
         allow_insecure_http: bool = False,
         pacer: Pacer | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -147,12 +271,10 @@ class BioTorrentsClient:
         checked_cookies = _check_cookies(cookies)
         if token is None and checked_cookies is None:
             raise ValueError("give a token, cookies, or both")
-        self._base_url = _check_base_url(base_url, allow_insecure_http)
+        base_url, api_path = _check_base_url(base_url, api_path, allow_insecure_http)
         if not isinstance(ssl, _ssl.SSLContext) and ssl is not True:
             # ssl=False would turn certificate checks off without saying so.
             raise ValueError("ssl must be True or an ssl.SSLContext")
-        if not isinstance(api_path, str) or not api_path.strip("/"):
-            raise ValueError("api_path must be a non-empty str such as 'api.php'")
         if rate_limit is not None and not isinstance(rate_limit, RateLimit):
             raise ValueError("rate_limit must be a RateLimit or None")
         if not isinstance(retry, RetryPolicy):
@@ -165,7 +287,16 @@ class BioTorrentsClient:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ValueError("session must be an aiohttp.ClientSession")
-        self._auth = "+".join(
+        if (
+            isinstance(max_body_size, bool)
+            or not isinstance(max_body_size, int)
+            or max_body_size < 1
+        ):
+            raise ValueError(
+                f"max_body_size must be an int >= 1, got {max_body_size!r}"
+            )
+        self._base_url = base_url
+        self._auth_mode = "+".join(
             name for name, v in (("token", token), ("cookies", checked_cookies)) if v
         )
         self._session = ApiSession(
@@ -179,45 +310,96 @@ class BioTorrentsClient:
             timeout=timeout,
             ssl=ssl,
             pacer=pacer,
+            max_body_size=max_body_size,
             sleep=sleep,
             clock=clock,
             random=random,
         )
+        self._owned_pacer: RedisPacer | None = None
         self._converter = default_converter()
         self.users = Users(self._session, self._converter)
         """Profiles, user search, community stats, recents and forum posts."""
         self.inbox = Inbox(self._session, self._converter)
-        """Your conversations."""
+        """Your conversations, and a watch stream of new ones."""
         self.bookmarks = Bookmarks(self._session, self._converter)
         """Your bookmarked torrent groups and artists."""
-        self.notifications = Notifications(self._session, self._converter)
-        """Torrent-filter notifications and site alerts."""
+        self.notifications = Notifications(
+            self._session, self._converter, cookies=checked_cookies is not None
+        )
+        """Torrent-filter notifications and site alerts, and their watch streams."""
 
     @classmethod
-    def from_env(cls, **kwargs: Any) -> Self:
-        """Build a client from ``BIOTORRENTS_TOKEN`` (and ``BIOTORRENTS_BASE_URL``).
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Self:
+        """Build a client from the environment, like the ``biotorrents`` command.
+
+        Reads ``BIOTORRENTS_TOKEN``, ``BIOTORRENTS_COOKIES`` (``session=...;
+        userid=...``), ``BIOTORRENTS_BASE_URL``, ``BIOTORRENTS_API_PATH``,
+        ``BIOTORRENTS_RATE_LIMIT`` (``2/6`` or ``none``) and
+        ``BIOTORRENTS_REDIS_URL`` (one allowance shared through Redis, keyed by
+        the account; needs ``pip install "biotorrents-async[redis]"``). Keyword
+        arguments win over the environment.
 
         Args:
+            environ: Where to read the variables; ``os.environ`` by default.
             **kwargs: Any other constructor argument.
 
         Raises:
-            ValueError: ``BIOTORRENTS_TOKEN`` is not set.
+            ValueError: Neither a token nor cookies are set, or a variable is
+                malformed.
         """
-        token = os.environ.get("BIOTORRENTS_TOKEN", "").strip()
-        if not token:
-            raise ValueError("BIOTORRENTS_TOKEN is not set")
-        base_url = os.environ.get("BIOTORRENTS_BASE_URL", "").strip()
-        if base_url:
-            kwargs.setdefault("base_url", base_url)
-        return cls(token, **kwargs)
+        settings = settings_from_env(environ)
+        redis_url = settings.pop("redis_url", None)
+        settings.update(kwargs)
+        token = settings.pop("token", None)
+        if token is None and settings.get("cookies") is None:
+            raise ValueError(
+                "set BIOTORRENTS_TOKEN or BIOTORRENTS_COOKIES (or both) to build "
+                "a client from the environment"
+            )
+        owned = None
+        if redis_url and "pacer" not in settings:
+            from ._redis import account_key
+
+            rule = settings.get("rate_limit", RateLimit.default())
+            if rule is None:
+                raise ValueError(
+                    "BIOTORRENTS_REDIS_URL shares a rate rule; it cannot go with "
+                    "BIOTORRENTS_RATE_LIMIT=none"
+                )
+            owned = settings["pacer"] = RedisPacer(
+                redis_url,
+                rate_limit=rule,
+                key=account_key(token, settings.get("cookies")),
+            )
+        client = cls(token, **settings)
+        client._owned_pacer = owned
+        return client
 
     def __repr__(self) -> str:
-        return f"<BioTorrentsClient base_url={self._base_url!r} auth={self._auth}>"
+        return f"<BioTorrentsClient base_url={self._base_url!r} auth={self._auth_mode}>"
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        session = getattr(self, "_session", None)
+        if session is not None and session.holds_connections:
+            _warn(
+                f"unclosed {self!r}: use 'async with' or 'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+            )
 
     @property
     def base_url(self) -> str:
         """The site this client talks to."""
         return self._base_url
+
+    @property
+    def auth_mode(self) -> str:
+        """How the client authenticates: ``"token"``, ``"cookies"`` or both.
+
+        ``"token+cookies"`` when both are given. Token-only clients cannot read
+        torrent notifications and see only their id in :meth:`index`.
+        """
+        return self._auth_mode
 
     @property
     def stats(self) -> dict[str, int]:
@@ -241,14 +423,24 @@ class BioTorrentsClient:
     def background() -> contextlib.AbstractContextManager[None]:
         """Mark the calls made inside a ``with`` block as background work.
 
-        Background calls (and every page fetch of an ``iter_*``) wait while any
-        direct call is waiting for the rate limit, so a user-facing call queued
-        behind a long crawl waits at most for the next free slot::
+        Background calls (and every page fetch of an ``iter_*``, and the watch
+        streams) wait while direct calls are waiting for the rate limit, but are
+        never passed over more than three times in a row::
 
             with client.background():
                 await client.users.get(some_id)
         """
         return background()
+
+    def rearm(self) -> None:
+        """Let the client send again after an authentication failure.
+
+        After the server refuses the credentials once, every queued and later
+        call fails at once with :class:`~biotorrents_async.AuthenticationError`
+        without sending, because the server bans IPs after repeated failures.
+        Call this once the cause is fixed (a token re-issued on the site, say).
+        """
+        self._session.rearm()
 
     async def __aenter__(self) -> Self:
         if self._session.closed:
@@ -264,8 +456,15 @@ class BioTorrentsClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the connection pool (a borrowed session is left open)."""
+        """Close the client: stop every call under way and release the pool.
+
+        Calls still waiting for a place or in flight end promptly with
+        ``RuntimeError``; nothing is sent afterwards. A borrowed session is left
+        open.
+        """
         await self._session.close()
+        if self._owned_pacer is not None:
+            await self._owned_pacer.aclose()
 
     async def index(self) -> Index:
         """Fetch who you are (``action=index``).

@@ -347,6 +347,7 @@ def structure_page(
     items_key: str,
     page_key: str,
     action: str,
+    attempts: int = 1,
 ) -> Page[T]:
     """Structure one page of a listing into :class:`Page`.
 
@@ -367,7 +368,12 @@ def structure_page(
         tuple[item_type, ...],  # type: ignore[valid-type]
         action,
     )
-    return Page(items=items, current_page=numbers.current_page, pages=numbers.pages)
+    return Page(
+        items=items,
+        current_page=numbers.current_page,
+        pages=numbers.pages,
+        attempts=attempts,
+    )
 
 
 @attrs.frozen

@@ -24,9 +24,11 @@ async def run_demo(rule: RateLimit | None, out: TextIO) -> None:
             f"(rate limit: {describe_rule(rule)})",
             file=out,
         )
-        # Faults the client must ride out: a proxy 502, a truncated body, two
-        # dropped connections (aiohttp itself retries one) and a server-side
-        # "rate limit exceeded" that the client's pacing alone would never cause.
+        # Faults the client must ride out: a proxy 502, a truncated body, a
+        # connection dropped after the server did its work and one dropped
+        # before, and a server-side "rate limit exceeded" that the client's
+        # pacing alone would never cause. Each costs one retry, in a place of
+        # its own.
         fake.faults.schedule(
             None,
             None,
@@ -34,7 +36,7 @@ async def run_demo(rule: RateLimit | None, out: TextIO) -> None:
             None,
             Fault.TRUNCATE,
             None,
-            Fault.DROP,
+            Fault.DROP_AFTER,
             Fault.DROP,
             None,
             Fault.RATE_LIMIT,

@@ -17,7 +17,9 @@ import cattrs
 
 from ._converter import structure, structure_page
 from ._pacing import background
+from ._policy import RetryPolicy
 from ._session import ApiSession
+from .exceptions import ApiError, ArgumentError, CookiesRequiredError, NotFoundError
 from .models import (
     Alert,
     AlertKind,
@@ -40,10 +42,6 @@ __all__ = ["Bookmarks", "Inbox", "Notifications", "Users"]
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Enum)
-
-
-class _ArgumentError(ValueError, TypeError):
-    """An argument of the wrong type: both a ``ValueError`` and a ``TypeError``."""
 
 
 @attrs.frozen
@@ -69,7 +67,7 @@ _NOTIFICATIONS = _Listing(
 
 def _positive(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _ArgumentError(f"{name} must be an int, got {type(value).__name__}")
+        raise ArgumentError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value
@@ -83,7 +81,7 @@ def _choice(name: str, value: object, enum: type[E]) -> E:
     if isinstance(value, enum):
         return value
     if not isinstance(value, str):
-        raise _ArgumentError(f"{name} must be a str, got {type(value).__name__}")
+        raise ArgumentError(f"{name} must be a str, got {type(value).__name__}")
     try:
         return enum(value)
     except ValueError:
@@ -93,7 +91,7 @@ def _choice(name: str, value: object, enum: type[E]) -> E:
 
 def _text(name: str, value: object) -> str:
     if not isinstance(value, str):
-        raise _ArgumentError(f"{name} must be a str, got {type(value).__name__}")
+        raise ArgumentError(f"{name} must be a str, got {type(value).__name__}")
     # The server trims and then tests PHP empty(), which is also true for "0".
     if value.strip() in ("", "0"):
         raise ValueError(f"{name} must not be empty (or '0'), got {value!r}")
@@ -110,17 +108,22 @@ class _Endpoint:
         return structure(self._converter, raw, cl, action)
 
     async def _page(
-        self, listing: _Listing[T], params: Mapping[str, str], page: int
+        self,
+        listing: _Listing[T],
+        params: Mapping[str, str],
+        page: int,
+        retry: RetryPolicy | None = None,
     ) -> Page[T]:
         query = {**listing.fixed, **params, "page": str(page)}
-        raw = await self._session.request(listing.action, query)
+        answer = await self._session.call(listing.action, query, retry=retry)
         return structure_page(
             self._converter,
-            raw,
+            answer.value,
             listing.item_type,
             items_key=listing.items_key,
             page_key=listing.page_key,
             action=listing.action,
+            attempts=answer.attempts,
         )
 
     async def _iterate(
@@ -242,7 +245,7 @@ def _inbox_params(
         params["search"] = _text("search", search)
         params["searchtype"] = _choice("search_type", search_type, SearchType).value
     if not isinstance(unread_first, bool):
-        raise _ArgumentError("unread_first must be a bool")
+        raise ArgumentError("unread_first must be a bool")
     if unread_first:
         params["sort"] = "unread"
     return params
@@ -260,7 +263,14 @@ class Inbox(_Endpoint):
         search_type: SearchType | str | None = None,
         unread_first: bool = False,
     ) -> Page[ConversationSummary]:
-        """Fetch one page of conversations (25 per page; sticky first, then newest).
+        """Fetch one page of conversations (25 per page).
+
+        The server's order: **sticky conversations always come first** (read or
+        not, even with ``unread_first``), then the rest newest first by
+        :attr:`~biotorrents_async.ConversationSummary.date`, which is the date of
+        the conversation's *last* message — a reply moves an old conversation
+        back to the top. So "stop at the first read one" misses mail; to follow
+        new mail use :meth:`watch`.
 
         Args:
             page: Page number (>= 1).
@@ -268,7 +278,7 @@ class Inbox(_Endpoint):
             search: Words to look for; needs ``search_type``.
             search_type: ``"subject"``, ``"message"`` (finds nothing: bodies are
                 stored encrypted) or ``"user"`` (exact name, case-insensitive).
-            unread_first: Put unread conversations first.
+            unread_first: Put unread conversations first, *after* the sticky ones.
         """
         params = _inbox_params(box, search, search_type, unread_first)
         return await self._page(_INBOX, params, _positive("page", page))
@@ -283,7 +293,11 @@ class Inbox(_Endpoint):
         start_page: int = 1,
         limit: int | None = None,
     ) -> AsyncIterator[ConversationSummary]:
-        """Iterate over conversations, page after page (one request per page)."""
+        """Iterate over conversations, page after page (one request per page).
+
+        Same order as :meth:`conversations`: sticky first, then by last-message
+        date, newest first.
+        """
         params = _inbox_params(box, search, search_type, unread_first)
         return self._iterate(
             _INBOX, params, _positive("start_page", start_page), _optional_limit(limit)
@@ -293,13 +307,22 @@ class Inbox(_Endpoint):
         """Fetch a whole conversation. Note: the server marks it read.
 
         Raises:
-            ApiError: Not a participant, or no such conversation (the server says
-                only ``{"status": "failure"}``).
+            NotFoundError: No such conversation, or you are not a participant (the
+                server says only ``{"status": "failure"}`` for both).
         """
         cid = _positive("conv_id", conv_id)
-        result: Conversation = await self._get(
-            "inbox", Conversation, {"type": "viewconv", "id": str(cid)}
-        )
+        try:
+            result: Conversation = await self._get(
+                "inbox", Conversation, {"type": "viewconv", "id": str(cid)}
+            )
+        except ApiError as exc:
+            if exc.message is not None or isinstance(exc, NotFoundError):
+                raise
+            raise NotFoundError(
+                f"conversation {cid} does not exist or is not yours (the server "
+                "does not say which)",
+                action="inbox",
+            ) from None
         return result
 
 
@@ -331,25 +354,59 @@ class Bookmarks(_Endpoint):
 class Notifications(_Endpoint):
     """Torrent-filter notifications and site alerts."""
 
-    async def torrents(self, *, page: int = 1) -> Page[TorrentNotification]:
+    def __init__(
+        self, session: ApiSession, converter: cattrs.Converter, *, cookies: bool
+    ) -> None:
+        super().__init__(session, converter)
+        self._cookies = cookies
+
+    def _need_cookies(self, what: str) -> None:
+        if not self._cookies:
+            raise CookiesRequiredError(
+                f"{what} needs the cookie session: the server refuses torrent "
+                "notifications to token-only clients ('bad parameters'); give "
+                "cookies={'session': ..., 'userid': ...} too",
+                action="notifications",
+            )
+
+    async def torrents(
+        self, *, page: int = 1, retry: RetryPolicy | None = None
+    ) -> Page[TorrentNotification]:
         """Fetch one page of torrent-filter hits (50 per page, newest first).
 
-        Note: the server marks **all** your torrent notifications read. Token-only
-        clients always get :class:`ApiError` (``"bad parameters"``) here: the
-        server needs the cookie session to know your permissions.
+        Reading changes the server: it marks **all** your torrent notifications
+        read, not only this page. If an attempt's answer is lost (a cut-off body,
+        an error page after the server did its work) the automatic retry gets the
+        same hits with ``unread`` now ``False``; the returned page's
+        :attr:`~biotorrents_async.Page.attempts` is then above 1, so do not trust
+        ``unread`` on such a page. Pass ``retry=RetryPolicy.none()`` to get an
+        error instead of a retry. :meth:`watch_torrents` does not rely on
+        ``unread`` at all.
+
+        Args:
+            page: Page number (>= 1).
+            retry: This call's retry policy instead of the client's.
+
+        Raises:
+            CookiesRequiredError: The client has only a token; nothing is sent.
         """
-        return await self._page(_NOTIFICATIONS, {}, _positive("page", page))
+        number = _positive("page", page)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ArgumentError("retry must be a RetryPolicy or None")
+        self._need_cookies("notifications.torrents()")
+        return await self._page(_NOTIFICATIONS, {}, number, retry)
 
     def iter_torrents(
         self, *, start_page: int = 1, limit: int | None = None
     ) -> AsyncIterator[TorrentNotification]:
-        """Iterate over torrent-filter hits, page after page."""
-        return self._iterate(
-            _NOTIFICATIONS,
-            {},
-            _positive("start_page", start_page),
-            _optional_limit(limit),
-        )
+        """Iterate over torrent-filter hits, page after page (marks all read).
+
+        Raises:
+            CookiesRequiredError: The client has only a token; nothing is sent.
+        """
+        start, checked = _positive("start_page", start_page), _optional_limit(limit)
+        self._need_cookies("notifications.iter_torrents()")
+        return self._iterate(_NOTIFICATIONS, {}, start, checked)
 
     async def alerts(self) -> dict[str, Alert]:
         """Fetch pending pop-up notices, keyed by type name (``{}`` if none)."""

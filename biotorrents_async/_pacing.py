@@ -1,17 +1,20 @@
 """Client-side pacing against the server's fixed-window rate limit.
 
-The server (api-reference §2.1) opens a window when the first counted request
-arrives, admits ``requests`` requests in it and rejects the rest until it expires.
-The client cannot see when a request arrives, only when it was sent and when its
-answer came back, so it counts each request as holding a place from the moment it
-is sent until one ``window`` after its answer. Whenever fewer than ``requests``
-places are held, the next caller may send. Any ``requests + 1`` consecutive
-requests then arrive more than a window apart, so no server window can ever see
-more than ``requests`` of them, whatever the latency and the number of callers.
+The server (docs/server-behaviour.md, "Rate limit") opens a window when the first
+counted request arrives, admits ``requests`` requests in it and rejects the rest
+until it expires. The client cannot see when a request arrives, only when it was
+sent and when its answer came back, so it counts each request as holding a place
+from the moment it is sent until one ``window`` after its answer. Whenever fewer
+than ``requests`` places are held, the next caller may send. Any ``requests + 1``
+consecutive requests then arrive more than a window apart, so no server window can
+ever see more than ``requests`` of them, whatever the latency and the number of
+callers.
 
 :class:`Pacer` is the small interface the session uses; :class:`LocalPacer` keeps
-the state in this process. A shared store for several processes can implement the
-same two members.
+the state in this process and :class:`~biotorrents_async.RedisPacer` shares it
+between processes. Both serve waiters through a :class:`WaitQueue`: by priority,
+first come first served within a priority, and with a bounded bypass so that
+background work is never starved by a steady stream of direct calls.
 """
 
 from __future__ import annotations
@@ -32,19 +35,28 @@ from ._policy import RateLimit
 __all__ = [
     "BACKGROUND",
     "INTERACTIVE",
+    "MAX_BYPASS",
     "LocalPacer",
     "Pacer",
+    "Slot",
+    "WaitQueue",
     "background",
     "current_priority",
 ]
 
-logger = logging.getLogger("biotorrents_async")
+logger = logging.getLogger("biotorrents_async.pacing")
 
 #: Priority of calls made directly by the user: served first.
 INTERACTIVE = 0
-#: Priority of page fetches by ``iter_*`` and of calls inside
-#: :meth:`BioTorrentsClient.background`: served when no direct call waits.
+#: Priority of page fetches by ``iter_*``, of watch streams and of calls inside
+#: :meth:`BioTorrentsClient.background`: served when no direct call waits, but
+#: never passed over more than :data:`MAX_BYPASS` times in a row.
 BACKGROUND = 1
+#: How many grants may go to later, more urgent waiters while the oldest waiter
+#: keeps waiting; the next grant then goes to the oldest. With the default rule
+#: (2 per 6 s) a background call waits at most about two windows however many
+#: direct calls arrive, and a direct call waits for at most one background call.
+MAX_BYPASS = 3
 
 #: The priority of calls made in the current context.
 current_priority: ContextVar[int] = ContextVar(
@@ -62,6 +74,29 @@ def background() -> Iterator[None]:
         current_priority.reset(token)
 
 
+class Slot(Protocol):
+    """One place of the allowance, held around one HTTP attempt.
+
+    ``async with`` waits for the place and holds it; leaving the block releases it
+    (the place then stays counted for one window). ``prioritize`` lets a waiting
+    slot move ahead when a more urgent caller comes to depend on it; ``unused``
+    says, inside the block, that nothing was sent, so the place is given back
+    without being counted.
+    """
+
+    async def __aenter__(self) -> None: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    def prioritize(self, priority: int) -> None:
+        """Raise this slot's priority (a lower number) while it waits."""
+        ...
+
+    def unused(self) -> None:
+        """Give the place back uncounted: no request left the machine."""
+        ...
+
+
 class Pacer(Protocol):
     """Where a client's pacing state lives.
 
@@ -70,27 +105,121 @@ class Pacer(Protocol):
     server said "rate limit exceeded").
     """
 
-    def slot(self, priority: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
-        """Wait for a free place, hold it for one attempt, release it after."""
+    def slot(self, priority: int = INTERACTIVE) -> Slot:
+        """Return a slot to hold around one attempt."""
         ...
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """Let nobody send for ``seconds`` from now."""
         ...
+
+
+class Waiter:
+    """One caller waiting in a :class:`WaitQueue`."""
+
+    __slots__ = ("event", "live", "priority", "ticket")
+
+    def __init__(self, priority: int, ticket: int) -> None:
+        self.priority = priority
+        self.ticket = ticket
+        self.live = True
+        self.event = asyncio.Event()
+
+
+class WaitQueue:
+    """Waiters by priority, then arrival, with a bounded bypass of the oldest.
+
+    Removal and re-prioritisation are lazy (the stale heap entry is skipped when
+    it surfaces), so cancelling any number of waiters costs O(log n) each.
+
+    Args:
+        max_bypass: Grants that may go to others while the oldest waiter waits.
+    """
+
+    def __init__(self, max_bypass: int = MAX_BYPASS) -> None:
+        self._by_rank: list[tuple[int, int, Waiter]] = []
+        self._by_age: list[tuple[int, Waiter]] = []
+        self._tickets = itertools.count()
+        self._live = 0
+        self._bypassed = 0
+        self._max_bypass = max_bypass
+
+    def __len__(self) -> int:
+        return self._live
+
+    def push(self, priority: int) -> Waiter:
+        """Add a waiter at the back of its priority."""
+        waiter = Waiter(priority, next(self._tickets))
+        heapq.heappush(self._by_rank, (priority, waiter.ticket, waiter))
+        heapq.heappush(self._by_age, (waiter.ticket, waiter))
+        self._live += 1
+        return waiter
+
+    def prioritize(self, waiter: Waiter, priority: int) -> bool:
+        """Raise ``waiter`` to ``priority``, keeping its place in arrival order.
+
+        Returns:
+            Whether anything changed.
+        """
+        if not waiter.live or priority >= waiter.priority:
+            return False
+        waiter.priority = priority
+        heapq.heappush(self._by_rank, (priority, waiter.ticket, waiter))
+        return True
+
+    def remove(self, waiter: Waiter) -> None:
+        """Take ``waiter`` out (cancelled, or granted)."""
+        if waiter.live:
+            waiter.live = False
+            self._live -= 1
+
+    def _oldest(self) -> Waiter | None:
+        by_age = self._by_age
+        while by_age and not by_age[0][1].live:
+            heapq.heappop(by_age)
+        return by_age[0][1] if by_age else None
+
+    def head(self) -> Waiter | None:
+        """Return the waiter to serve next, or ``None``."""
+        by_rank = self._by_rank
+        while by_rank and (
+            not by_rank[0][2].live or by_rank[0][0] != by_rank[0][2].priority
+        ):
+            heapq.heappop(by_rank)
+        if not by_rank:
+            return None
+        if self._bypassed >= self._max_bypass:
+            return self._oldest()
+        return by_rank[0][2]
+
+    def grant(self, waiter: Waiter) -> None:
+        """Remove the served ``waiter``, counting a bypass if an older one waits."""
+        oldest = self._oldest()
+        self.remove(waiter)
+        self._bypassed = 0 if oldest is None or oldest is waiter else self._bypassed + 1
+
+    def wake_head(self) -> None:
+        """Wake the head so that it re-checks whether it may go."""
+        head = self.head()
+        if head is not None:
+            head.event.set()
 
 
 class LocalPacer:
     """In-process pacing state shared by every task using one client.
 
     Waiters are served by priority (:data:`INTERACTIVE` before :data:`BACKGROUND`),
-    first come, first served within a priority. A cancelled waiter takes no place;
-    a cancelled request gives its place back as if it had completed at that moment.
+    first come, first served within a priority, and the oldest waiter is never
+    passed over more than :data:`MAX_BYPASS` times in a row. A cancelled waiter
+    takes no place; a cancelled request gives its place back as if it had
+    completed at that moment.
 
     Args:
         limit: The server's rule, or ``None`` for no pacing (Donor accounts); the
             pause after a server rejection still applies.
         clock: Monotonic seconds; injectable for tests.
         sleep: The coroutine used to wait; injectable for tests.
+        max_bypass: See :data:`MAX_BYPASS`.
     """
 
     def __init__(
@@ -99,6 +228,7 @@ class LocalPacer:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_bypass: int = MAX_BYPASS,
     ) -> None:
         self._limit = limit
         self._clock = clock
@@ -106,9 +236,7 @@ class LocalPacer:
         self._in_flight = 0
         self._done: deque[float] = deque(maxlen=limit.requests if limit else 1)
         self._paused_until = float("-inf")
-        # A heap of waiters; the head is the next to send.
-        self._waiting: list[tuple[int, int, asyncio.Event]] = []
-        self._tickets = itertools.count()
+        self._queue = WaitQueue(max_bypass)
         self.waits = 0
         """How many callers had to wait for a place or a pause."""
 
@@ -117,7 +245,7 @@ class LocalPacer:
         """The rule being kept, or ``None``."""
         return self._limit
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """Let nobody send for ``seconds`` from now (never shortens a pause)."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
@@ -136,70 +264,79 @@ class LocalPacer:
             wait = max(wait, held[free_after] + limit.window - now)
         return wait
 
-    def _wake_head(self) -> None:
-        if self._waiting:
-            self._waiting[0][2].set()
-
-    async def _acquire(self, priority: int) -> None:
-        if not self._waiting and self._wait_needed() <= 0:
+    async def _acquire(self, slot: _LocalSlot) -> None:
+        queue = self._queue
+        if not queue and self._wait_needed() <= 0:
             self._in_flight += 1  # nobody queued and a place is free
             return
-        entry = (priority, next(self._tickets), asyncio.Event())
-        heapq.heappush(self._waiting, entry)
+        waiter = slot.waiter = queue.push(slot.priority)
         waited = False
         try:
             while True:
-                entry[2].clear()
-                wait = (
-                    self._wait_needed() if self._waiting[0] is entry else float("inf")
-                )
+                waiter.event.clear()
+                wait = self._wait_needed() if queue.head() is waiter else float("inf")
                 if wait <= 0:
                     break
                 if not waited:
                     waited = True
                     self.waits += 1
                 if wait == float("inf"):
-                    # Not our turn, or every place is in flight: a release, or
-                    # becoming the head, sets our event.
-                    await entry[2].wait()
+                    # Not our turn, or every place is in flight: a release, a
+                    # cancellation or becoming the head sets our event.
+                    await waiter.event.wait()
                 else:
-                    # Nothing can free a place sooner than the clock does.
+                    # Nothing but the clock can free a place sooner.
                     logger.debug("pacing: waiting %.3fs for a free slot", wait)
                     await self._sleep(wait)
         except BaseException:
-            self._waiting.remove(entry)
-            heapq.heapify(self._waiting)
-            self._wake_head()
+            queue.remove(waiter)
+            queue.wake_head()
             raise
-        heapq.heappop(self._waiting)
+        finally:
+            slot.waiter = None
+        queue.grant(waiter)
         self._in_flight += 1
-        self._wake_head()
+        queue.wake_head()
 
-    def _release(self) -> None:
+    def _release(self, used: bool) -> None:
         self._in_flight -= 1
-        self._done.append(self._clock())
-        self._wake_head()
+        if used:
+            self._done.append(self._clock())
+        self._queue.wake_head()
 
-    def slot(self, priority: int = INTERACTIVE) -> _Slot:
-        """Wait for a free place, hold it for one attempt, release it after.
+    def slot(self, priority: int = INTERACTIVE) -> _LocalSlot:
+        """Return a slot to hold around one attempt.
 
         Args:
             priority: :data:`INTERACTIVE` (default) or :data:`BACKGROUND`.
         """
-        return _Slot(self, priority)
+        return _LocalSlot(self, priority)
 
 
-class _Slot:
+class _LocalSlot:
     """``async with pacer.slot():`` without a generator on the hot path."""
 
-    __slots__ = ("_pacer", "_priority")
+    __slots__ = ("_pacer", "_used", "priority", "waiter")
 
     def __init__(self, pacer: LocalPacer, priority: int) -> None:
         self._pacer = pacer
-        self._priority = priority
+        self.priority = priority
+        self.waiter: Waiter | None = None
+        self._used = True
 
     async def __aenter__(self) -> None:
-        await self._pacer._acquire(self._priority)
+        await self._pacer._acquire(self)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._pacer._release()
+        self._pacer._release(self._used)
+
+    def prioritize(self, priority: int) -> None:
+        """Raise this slot's priority while it waits (a lower number)."""
+        self.priority = min(self.priority, priority)
+        waiter = self.waiter
+        if waiter is not None and self._pacer._queue.prioritize(waiter, priority):
+            self._pacer._queue.wake_head()
+
+    def unused(self) -> None:
+        """Give the place back uncounted when the block ends."""
+        self._used = False

@@ -3,25 +3,30 @@
 It builds ``{base_url}/{api_path}?action=...``, sends the credentials, paces every
 attempt, retries what is worth retrying, decodes the body whatever its
 Content-Type, unwraps the ``{"status", "response"}`` envelope and maps every
-failure shape of api-reference §3 and §18 to :mod:`biotorrents_async.exceptions`.
+failure shape of the server (docs/server-behaviour.md) to
+:mod:`biotorrents_async.exceptions`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
+import email.utils
+import functools
 import json
 import logging
 import random
 import re
-import ssl
+import ssl as _ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from ._pacing import LocalPacer, Pacer, current_priority
+from ._pacing import LocalPacer, Pacer, Slot, current_priority
 from ._policy import RateLimit, RetryPolicy
 from .exceptions import (
     ApiError,
@@ -34,13 +39,16 @@ from .exceptions import (
     TransportError,
 )
 
-__all__ = ["ApiSession"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "Answer", "ApiSession"]
 
 logger = logging.getLogger("biotorrents_async")
 
 USER_AGENT = "biotorrents-async/0.1 (+aiohttp)"
+#: The largest decoded body read before giving up (the biggest real answers,
+#: a few thousand bookmarks, are a few MiB).
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 
-# api-reference §1.2 (R1 token check) and §1.3 / §3.4 (R2 and HEAD wording).
+# The bearer-token failure messages (R1 token check) and the 2022 wording.
 _AUTH_MESSAGES = frozenset(
     {
         "your ip address has been banned",
@@ -57,15 +65,31 @@ _AUTH_MESSAGES = frozenset(
 _NOT_FOUND_MESSAGES = frozenset({"no such user", "not found"})
 _RATE_LIMIT_TEXT = "rate limit exceeded"
 _EXCERPT_LENGTH = 300
-# Keys the HTML error pages embed (meta tags, RSS links): never show their values.
+# Secrets at least this long cannot occur in ordinary text by chance.
+_SHORT_SECRET = 8
+# Redaction looks this far past the excerpt so that a secret straddling the cut
+# is replaced whole before the text is cut (no secret is this long).
+_EXCERPT_LOOKAHEAD = 1024
+# Keys the HTML error pages and JSON answers carry (meta tags, RSS links, index):
+# their values are secrets, replaced whole.
 _SECRET_FIELDS = re.compile(
     r"(?i)(authkey|passkey|torrent_pass|auth|session|token)"
     r"(\s*=\s*[\"']?|[\"']?\s*(?:content=)[\"']?|\"\s*:\s*\")([A-Za-z0-9%._\-]+)"
 )
+# A 200 answer that is the site's login form: the session ended without a redirect
+# (a proxy or a newer front page).
+_LOGIN_PAGE = re.compile(r"(?i)<title>\s*log\s*in\b|<input[^>]*type=[\"']?password")
+_WHITESPACE = re.compile(r"[ \t\r\n]*")
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "set-cookie"})
+_CLOSED = "this BioTorrentsClient is closed"
 
 
 class _OwnerCancelledError(Exception):
     """The caller that was sending a shared read was cancelled."""
+
+
+class _BodyTooLargeError(Exception):
+    """The answer is larger than the configured cap."""
 
 
 # Actions that change state on the server (GET included): never coalesced.
@@ -76,10 +100,24 @@ def _coalescing_key(
     method: str, query: Mapping[str, str]
 ) -> tuple[tuple[str, str], ...] | None:
     action = query["action"]
-    # inbox&type=viewconv marks the conversation read (api-reference §12).
+    # inbox&type=viewconv marks the conversation read.
     if method != "GET" or action in _STATE_CHANGING or query.get("type") == "viewconv":
         return None
     return tuple(sorted(query.items()))
+
+
+@functools.cache
+def _verifying_context() -> _ssl.SSLContext:
+    # Passed with every request: a context wins over a borrowed connector's
+    # ssl=False, so certificates are verified whatever session is used.
+    return _ssl.create_default_context()
+
+
+class Answer(NamedTuple):
+    """A call's ``response`` value and how many HTTP attempts it took."""
+
+    value: Any
+    attempts: int
 
 
 class _Outcome(NamedTuple):
@@ -89,6 +127,51 @@ class _Outcome(NamedTuple):
     error: BioTorrentsError | None = None
     retry: bool = False
     rate_limited: bool = False
+    retry_after: float | None = None
+
+
+class _Shared:
+    """An identical read under way that other callers may join."""
+
+    __slots__ = ("future", "generation", "priority", "slot")
+
+    def __init__(self, future: asyncio.Future[Answer], generation: int) -> None:
+        self.future = future
+        self.generation = generation
+        self.priority = current_priority.get()
+        self.slot: Slot | None = None
+
+    def join(self, priority: int) -> None:
+        # The shared request goes at the most urgent priority waiting on it.
+        if priority < self.priority:
+            self.priority = priority
+            if self.slot is not None:
+                self.slot.prioritize(priority)
+
+
+class _SendOnce:
+    """A per-request aiohttp middleware that refuses aiohttp's silent resend.
+
+    aiohttp re-sends an idempotent request once when a kept-alive connection drops
+    after sending. The server may have counted the first one, so the resend must
+    wait for a place of its own: refusing it hands the failure to our retry loop,
+    which takes a new pacer slot.
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    async def __call__(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if self.sent:
+            raise aiohttp.ServerDisconnectedError(
+                "connection dropped after the request was sent"
+            )
+        self.sent = True
+        return await handler(request)
 
 
 class ApiSession:
@@ -103,9 +186,10 @@ class ApiSession:
         rate_limit: The server's rule, or ``None`` for no client-side pacing.
         retry: The retry policy.
         timeout: Seconds per attempt, or an ``aiohttp.ClientTimeout``.
-        ssl: Passed to aiohttp per request: ``True`` verifies certificates, or an
+        ssl: ``True`` verifies certificates with the system's authorities, or an
             ``ssl.SSLContext`` of the caller's.
         pacer: Pacing state to use instead of a fresh :class:`LocalPacer`.
+        max_body_size: The largest decoded body to read, in bytes.
         sleep: Coroutine used for backoff waits (tests inject a recorder).
         clock: Monotonic clock in seconds.
         random: Source of jitter in ``[0, 1)``.
@@ -122,15 +206,28 @@ class ApiSession:
         rate_limit: RateLimit | None,
         retry: RetryPolicy,
         timeout: float | aiohttp.ClientTimeout,
-        ssl: ssl.SSLContext | bool = True,
+        ssl: _ssl.SSLContext | bool = True,
         pacer: Pacer | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = random.random,
     ) -> None:
         self._url = URL(base_url.rstrip("/") + "/" + api_path.lstrip("/"))
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        self._secrets = [s for s in (token, *(cookies or {}).values()) if s]
+        # The secrets are the token and the session cookie; userid is a small
+        # public number and replacing it would garble ordinary text.
+        session_cookie = (cookies or {}).get("session")
+        secrets = sorted({s for s in (token, session_cookie) if s}, key=len)
+        # Long secrets are replaced wherever they occur; a (test-sized) short
+        # one only where it stands alone, or it would garble ordinary text.
+        self._secrets = [s for s in secrets[::-1] if len(s) >= _SHORT_SECRET]
+        short = [re.escape(s) for s in secrets if len(s) < _SHORT_SECRET]
+        self._short_secrets = (
+            re.compile(rf"(?<![A-Za-z0-9])(?:{'|'.join(short)})(?![A-Za-z0-9])")
+            if short
+            else None
+        )
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         if cookies:
@@ -140,6 +237,11 @@ class ApiSession:
         self._borrowed = session
         self._owned: aiohttp.ClientSession | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._active: set[asyncio.Task[Any]] = set()
+        self._cancelled_by_close: set[asyncio.Task[Any]] = set()
+        self._auth_failure: str | None = None
+        self._generation = 0
         self._retry = retry
         self._rate_limit = rate_limit
         self._penalty = (rate_limit or RateLimit.default()).window
@@ -148,12 +250,13 @@ class ApiSession:
             if isinstance(timeout, aiohttp.ClientTimeout)
             else aiohttp.ClientTimeout(total=timeout)
         )
-        self._ssl = ssl
+        self._ssl = ssl if isinstance(ssl, _ssl.SSLContext) else _verifying_context()
+        self._max_body = max_body_size
         self._sleep = sleep
         self._clock = clock
         self._random = random
         self.pacer: Pacer = pacer or LocalPacer(rate_limit, clock=clock, sleep=sleep)
-        self._in_flight: dict[tuple[tuple[str, str], ...], asyncio.Future[Any]] = {}
+        self._in_flight: dict[tuple[tuple[str, str], ...], _Shared] = {}
         self.requests_sent = 0
         self.retries = 0
         self.rate_limit_pauses = 0
@@ -164,9 +267,25 @@ class ApiSession:
         """Whether :meth:`close` was called."""
         return self._closed
 
+    @property
+    def holds_connections(self) -> bool:
+        """Whether this object created an aiohttp session that is still open."""
+        return self._owned is not None and not self._owned.closed
+
+    @property
+    def auth_failure(self) -> str | None:
+        """Why the server refused the credentials, or ``None`` while it has not."""
+        return self._auth_failure
+
+    def rearm(self) -> None:
+        """Send again after an authentication failure (the caller fixed the cause)."""
+        self._auth_failure = None
+
     def _session(self) -> aiohttp.ClientSession:
         if self._borrowed is not None:
             return self._borrowed
+        if self._closed:
+            raise RuntimeError(_CLOSED)
         if self._owned is None:
             # Created here, inside a running loop (aiohttp ≥ 3.10 requires one).
             # No cookie jar: logout answers try to delete the session cookies.
@@ -174,19 +293,43 @@ class ApiSession:
         return self._owned
 
     async def close(self) -> None:
-        """Close the aiohttp session if this object created it."""
+        """Stop every call under way and close the aiohttp session if owned.
+
+        Calls waiting for a place or in flight end promptly with ``RuntimeError``;
+        nothing is sent afterwards and no session is created again.
+        """
         self._closed = True
+        current = asyncio.current_task()
+        for task in list(self._active):
+            if task is not current and task not in self._cancelled_by_close:
+                self._cancelled_by_close.add(task)
+                task.cancel()
         if self._owned is not None:
             owned, self._owned = self._owned, None
             await owned.close()
 
     def redact(self, text: str) -> str:
-        """Remove the credentials and key-like values from ``text``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "<redacted>")
-        return _SECRET_FIELDS.sub(
+        """Replace the credentials and key-like values in ``text``, each whole."""
+        text = _SECRET_FIELDS.sub(
             lambda m: m.group(1) + m.group(2) + "<redacted>", text
         )
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "<redacted>")
+        if self._short_secrets is not None:
+            text = self._short_secrets.sub("<redacted>", text)
+        return text
+
+    def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise RuntimeError(
+                "this BioTorrentsClient belongs to the event loop it was first "
+                "used in; create one client per event loop (each asyncio.run() "
+                "or thread needs its own)"
+            )
 
     async def request(
         self,
@@ -196,11 +339,32 @@ class ApiSession:
         method: Literal["GET", "POST"] = "GET",
         data: Mapping[str, str] | None = None,
         empty_ok: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> Any:
         """Send one API call, with pacing and retries; return the ``response`` value.
 
+        See :meth:`call`.
+        """
+        answer = await self.call(
+            action, params, method=method, data=data, empty_ok=empty_ok, retry=retry
+        )
+        return answer.value
+
+    async def call(
+        self,
+        action: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        method: Literal["GET", "POST"] = "GET",
+        data: Mapping[str, str] | None = None,
+        empty_ok: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> Answer:
+        """Send one API call, with pacing and retries.
+
         Identical concurrent reads (same action and parameters) share one HTTP
-        request; calls that change state on the server never do.
+        request, unless a state-changing call of this client finished after the
+        shared one started; calls that change state on the server never share.
 
         Args:
             action: The ``action=`` value.
@@ -208,30 +372,78 @@ class ApiSession:
             method: ``GET``, or ``POST`` for form data.
             data: Form fields for a POST.
             empty_ok: An empty 2xx body is success (``clear_user_notification``).
+            retry: This call's retry policy instead of the client's.
+
+        Returns:
+            The ``response`` value and the number of attempts it took.
 
         Raises:
             BioTorrentsError: A subclass for every failure; see the module docs.
+            RuntimeError: The client is closed, or used from another event loop.
         """
+        self._check_loop()
+        if self._closed:
+            raise RuntimeError(_CLOSED)
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - every coroutine runs in a task
+            return await self._call(action, params, method, data, empty_ok, retry)
+        self._active.add(task)
+        try:
+            return await self._call(action, params, method, data, empty_ok, retry)
+        except asyncio.CancelledError:
+            if task in self._cancelled_by_close:
+                self._cancelled_by_close.discard(task)
+                if task.uncancel() == 0:
+                    raise RuntimeError(_CLOSED) from None
+            raise
+        finally:
+            self._active.discard(task)
+
+    async def _call(
+        self,
+        action: str,
+        params: Mapping[str, str] | None,
+        method: str,
+        data: Mapping[str, str] | None,
+        empty_ok: bool,
+        retry: RetryPolicy | None,
+    ) -> Answer:
         query = {"action": action, **(params or {})}
+        policy = retry or self._retry
         key = _coalescing_key(method, query)
         if key is None:
-            return await self._request(method, query, data, action, empty_ok)
+            try:
+                return await self._request(
+                    method, query, data, action, empty_ok, policy, None
+                )
+            finally:
+                # Later reads must not join a listing that began before this
+                # state change landed (read-your-writes).
+                self._generation += 1
         while True:
             shared = self._in_flight.get(key)
-            if shared is None:
+            if shared is None or shared.generation != self._generation:
                 break
             # An identical read is under way: share its answer, and its slot.
-            self.coalesced += 1
+            shared.join(current_priority.get())
             try:
-                return await asyncio.shield(shared)
+                answer = await asyncio.shield(shared.future)
             except _OwnerCancelledError:
                 continue  # its caller gave up; send our own (or join the next)
+            except BaseException:
+                if shared.future.done() and not shared.future.cancelled():
+                    self.coalesced += 1
+                raise
+            self.coalesced += 1
+            return answer
         # This caller sends; later identical callers wait on the future. No task
         # is created, so the common, uncontended case costs nothing extra.
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        mine = self._in_flight[key] = _Shared(future, self._generation)
         try:
-            result = await self._request(method, query, data, action, empty_ok)
+            result = await self._request(
+                method, query, data, action, empty_ok, policy, mine
+            )
         except asyncio.CancelledError:
             future.set_exception(_OwnerCancelledError())
             raise
@@ -242,7 +454,8 @@ class ApiSession:
             future.set_result(result)
             return result
         finally:
-            del self._in_flight[key]
+            if self._in_flight.get(key) is mine:
+                del self._in_flight[key]
             if not future.cancelled():
                 future.exception()  # the joiners raise it; never "unretrieved"
 
@@ -253,30 +466,36 @@ class ApiSession:
         data: Mapping[str, str] | None,
         action: str,
         empty_ok: bool,
-    ) -> Any:
-        policy = self._retry
+        policy: RetryPolicy,
+        shared: _Shared | None,
+    ) -> Answer:
         for attempt in range(1, policy.attempts + 1):
             outcome = await self._attempt(
-                method, query, data, action, attempt, empty_ok
+                method, query, data, action, attempt, empty_ok, policy, shared
             )
             if outcome.error is None:
-                return outcome.value
+                return Answer(outcome.value, attempt)
             last = attempt == policy.attempts
             if outcome.rate_limited:
                 self.rate_limit_pauses += 1
-                self.pacer.pause(self._penalty)
-                if last:
+                pause = (
+                    self._penalty
+                    if outcome.retry_after is None
+                    else outcome.retry_after
+                )
+                await self.pacer.pause(pause)
+                if last or pause > max(policy.backoff_max, self._penalty):
                     raise RateLimitError(
-                        f"{action}: rate limit exceeded and {policy.attempts} "
-                        "attempt(s) used",
-                        retry_after=self._penalty,
+                        f"{action}: rate limit exceeded after {attempt} "
+                        f"attempt(s); retry after {pause:.1f}s",
+                        retry_after=pause,
                         action=action,
                     ) from outcome.error
                 logger.warning(
                     "%s: server said rate limit exceeded; pausing all requests "
                     "for %.1fs (attempt %d/%d)",
                     action,
-                    self._penalty,
+                    pause,
                     attempt,
                     policy.attempts,
                 )
@@ -298,8 +517,8 @@ class ApiSession:
 
     async def _send(
         self, method: str, query: Mapping[str, str], data: Mapping[str, str] | None
-    ) -> tuple[int, str, bytes]:
-        """Send one HTTP request; return status, ``Location`` and the whole body."""
+    ) -> tuple[int, str, str, bytes]:
+        """Send one HTTP request; return status, Location, Retry-After and body."""
         session = self._session()
         async with session.request(
             method,
@@ -310,9 +529,42 @@ class ApiSession:
             allow_redirects=False,
             timeout=self._timeout,
             ssl=self._ssl,
+            middlewares=(_SendOnce(),),
         ) as resp:
-            body = await resp.read()
-            return resp.status, resp.headers.get("Location", ""), body
+            cap = self._max_body
+            length = resp.content_length
+            if length is not None and length > cap:
+                raise _BodyTooLargeError(resp.status)
+            # Decoded chunks (gzip inflated), counted as they come: a small
+            # compressed answer may inflate far beyond the cap.
+            chunks = []
+            size = 0
+            async for chunk in resp.content.iter_any():
+                size += len(chunk)
+                if size > cap:
+                    raise _BodyTooLargeError(resp.status)
+                chunks.append(chunk)
+            headers = resp.headers
+            return (
+                resp.status,
+                headers.get("Location", ""),
+                headers.get("Retry-After", ""),
+                b"".join(chunks),
+            )
+
+    def _blocked(self, action: str) -> Exception | None:
+        """Why nothing may be sent now (closed, or credentials refused), if so."""
+        if self._closed:
+            return RuntimeError(_CLOSED)
+        if self._auth_failure is None:
+            return None
+        return AuthenticationError(
+            f"{action}: not sent: an earlier request failed authentication "
+            f"({self._auth_failure}). The server bans IPs after repeated "
+            "failures, so this client sends nothing more until you fix the "
+            "credentials and call rearm(), or build a new client",
+            action=action,
+        )
 
     async def _attempt(
         self,
@@ -322,15 +574,43 @@ class ApiSession:
         action: str,
         attempt: int,
         empty_ok: bool,
+        policy: RetryPolicy,
+        shared: _Shared | None,
     ) -> _Outcome:
-        if self._closed:
-            raise RuntimeError("this BioTorrentsClient is closed")
-        async with self.pacer.slot(current_priority.get()):
+        blocked = self._blocked(action)
+        if blocked is not None:
+            raise blocked
+        slot = self.pacer.slot(
+            current_priority.get() if shared is None else shared.priority
+        )
+        if shared is not None:
+            shared.slot = slot
+        async with slot:
+            if shared is not None:
+                shared.slot = None
+            # Waiting for the place may have taken a while: look again.
+            blocked = self._blocked(action)
+            if blocked is not None:
+                slot.unused()
+                raise blocked
             started = self._clock()
             self.requests_sent += 1
             try:
-                status, location, body = await self._send(method, query, data)
+                status, location, retry_after, body = await self._send(
+                    method, query, data
+                )
+            except _BodyTooLargeError as exc:
+                return _Outcome(
+                    error=ResponseError(
+                        f"{action}: HTTP {exc.args[0]} with a body larger than "
+                        f"{self._max_body} bytes (max_body_size); not read further",
+                        status=exc.args[0],
+                        action=action,
+                    )
+                )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if self._closed:
+                    raise RuntimeError(_CLOSED) from None
                 logger.debug(
                     "%s %s -> %s after %.3fs (attempt %d/%d)",
                     method,
@@ -338,8 +618,9 @@ class ApiSession:
                     type(exc).__name__,
                     self._clock() - started,
                     attempt,
-                    self._retry.attempts,
+                    policy.attempts,
                 )
+                _scrub(exc)
                 error = TransportError(
                     f"{action}: {self.redact(_describe_transport(exc))}", action=action
                 )
@@ -357,28 +638,39 @@ class ApiSession:
                 len(body),
                 self._clock() - started,
                 attempt,
-                self._retry.attempts,
+                policy.attempts,
             )
-        return self._interpret(action, status, location, body, empty_ok)
+        outcome = self._interpret(action, status, location, retry_after, body, empty_ok)
+        if isinstance(outcome.error, AuthenticationError):
+            # Stop here: queued and later calls fail without sending.
+            self._auth_failure = str(outcome.error)
+        return outcome
 
     def _interpret(
-        self, action: str, status: int, location: str, body: bytes, empty_ok: bool
+        self,
+        action: str,
+        status: int,
+        location: str,
+        retry_after: str,
+        body: bytes,
+        empty_ok: bool,
     ) -> _Outcome:
         if 300 <= status < 400:
-            # enforce_login(): no or expired session → 302 to login.php + HTML.
-            where = URL(location).path if location else "nowhere"
-            return _Outcome(
-                error=AuthenticationError(
-                    f"{action}: not logged in (HTTP {status} redirect to {where})",
-                    action=action,
-                )
-            )
+            return self._redirect(action, status, location)
         text = body.decode("utf-8", errors="replace")
         doc = _leading_json(text)
+        if status == 429:
+            # Whatever the body: a proxy's or a newer server's "too many requests".
+            return _Outcome(
+                error=ApiError("rate limit exceeded (HTTP 429)", action=action),
+                rate_limited=True,
+                retry=True,
+                retry_after=_retry_after(retry_after),
+            )
         if doc is _NOTHING:
             return self._not_json(action, status, text, empty_ok)
         if isinstance(doc, dict) and "errors" in doc and "status" not in doc:
-            # HEAD-era JSON:API (§3.4): the action= endpoints are gone for good.
+            # Servers on the current code answer JSON:API: action= is gone for good.
             return _Outcome(
                 error=LegacyApiUnavailableError(
                     f"{action}: the server answers with the newer JSON:API "
@@ -387,6 +679,10 @@ class ApiSession:
                     body_excerpt=self._excerpt(text),
                     action=action,
                 )
+            )
+        if status in (401, 403):
+            return _Outcome(
+                error=AuthenticationError(f"{action}: HTTP {status}", action=action)
             )
         if not isinstance(doc, dict) or doc.get("status") not in ("success", "failure"):
             return _Outcome(
@@ -400,10 +696,6 @@ class ApiSession:
             )
         if doc["status"] == "failure":
             return self._failure(action, status, doc)
-        if status in (401, 403):
-            return _Outcome(
-                error=AuthenticationError(f"{action}: HTTP {status}", action=action)
-            )
         if "response" not in doc:
             return _Outcome(
                 error=ResponseError(
@@ -415,15 +707,50 @@ class ApiSession:
             )
         return _Outcome(value=doc["response"])
 
+    def _redirect(self, action: str, status: int, location: str) -> _Outcome:
+        try:
+            target = URL(location) if location else None
+        except ValueError:
+            return _Outcome(
+                error=ResponseError(
+                    f"{action}: HTTP {status} with a malformed Location header; "
+                    "redirects are not followed",
+                    status=status,
+                    action=action,
+                )
+            )
+        if target is not None and target.path.rsplit("/", 1)[-1] == "login.php":
+            # enforce_login(): no or expired session → 302 to login.php + HTML.
+            return _Outcome(
+                error=AuthenticationError(
+                    f"{action}: not logged in (HTTP {status} redirect to login.php)",
+                    action=action,
+                )
+            )
+        where = "nowhere"
+        if target is not None:
+            # Scheme, host and path only: never a query or userinfo.
+            host = f"{target.scheme}://{target.raw_host}" if target.raw_host else ""
+            where = host + target.raw_path
+        return _Outcome(
+            error=ResponseError(
+                f"{action}: HTTP {status} redirect to {where}; redirects are not "
+                "followed (has the site moved? check base_url)",
+                status=status,
+                action=action,
+            )
+        )
+
     def _failure(self, action: str, status: int, doc: dict[str, Any]) -> _Outcome:
         message = doc.get("error")
-        message = message if isinstance(message, str) else None
+        # A server that echoes the request would put the credentials here.
+        message = self.redact(message) if isinstance(message, str) else None
         lowered = (message or "").strip().lower()
         if _RATE_LIMIT_TEXT in lowered:
             return _Outcome(
                 error=ApiError(message, action=action), rate_limited=True, retry=True
             )
-        if lowered in _AUTH_MESSAGES or status in (401, 403):
+        if lowered in _AUTH_MESSAGES:
             return _Outcome(
                 error=AuthenticationError(
                     f"{action}: {message or 'authentication failed'}", action=action
@@ -431,24 +758,24 @@ class ApiSession:
             )
         if lowered in _NOT_FOUND_MESSAGES or lowered.startswith("no such "):
             return _Outcome(error=NotFoundError(message, action=action))
-        return _Outcome(error=ApiError(message, action=action))
+        # A failure envelope on a 5xx is a server in trouble, not a verdict.
+        return _Outcome(error=ApiError(message, action=action), retry=status >= 500)
 
     def _not_json(
         self, action: str, status: int, text: str, empty_ok: bool
     ) -> _Outcome:
-        if status in (401, 403):
+        if status in (401, 403) or (status == 200 and _LOGIN_PAGE.search(text)):
             return _Outcome(
-                error=AuthenticationError(f"{action}: HTTP {status}", action=action)
+                error=AuthenticationError(
+                    f"{action}: not logged in (HTTP {status}"
+                    + (")" if status != 200 else ", the login page)"),
+                    action=action,
+                )
             )
-        if status == 429:
-            return _Outcome(
-                error=ApiError("rate limit exceeded (HTTP 429)", action=action),
-                rate_limited=True,
-                retry=True,
-            )
-        if not text.strip() and empty_ok and 200 <= status < 300:
+        blank = not text.strip(" \t\r\n")
+        if blank and empty_ok and 200 <= status < 300:
             return _Outcome(value=None)
-        what = "an empty body" if not text.strip() else "a body that is not JSON"
+        what = "an empty body" if blank else "a body that is not JSON"
         return _Outcome(
             error=ResponseError(
                 f"{action}: HTTP {status} with {what}",
@@ -461,7 +788,10 @@ class ApiSession:
         )
 
     def _excerpt(self, text: str) -> str:
-        return self.redact(text[:_EXCERPT_LENGTH])
+        # Redacted before it is cut, so that no secret is cut in half.
+        return self.redact(text[: _EXCERPT_LENGTH + _EXCERPT_LOOKAHEAD])[
+            :_EXCERPT_LENGTH
+        ]
 
 
 _NOTHING: Any = object()
@@ -483,8 +813,7 @@ def _leading_json(text: str) -> Any:
     pos = 0
     text = text.lstrip("\ufeff")
     while len(values) < 2:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
+        pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
         if pos >= len(text) or text[pos] not in "{[":
             break
         try:
@@ -505,7 +834,58 @@ def _leading_json(text: str) -> Any:
     return first
 
 
+def _retry_after(value: str) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date)."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.UTC)
+    return max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds())
+
+
 def _describe_transport(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"certificate of {exc.host} not trusted: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # Its own str() shows the connection key, SSL context object included.
+        reason = exc.os_error.strerror or str(exc.os_error) or "refused"
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _without_credentials(headers: Any) -> CIMultiDictProxy[str]:
+    kept = CIMultiDict(
+        (k, v) for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS
+    )
+    return CIMultiDictProxy(kept)
+
+
+def _scrub(exc: BaseException) -> None:
+    """Drop credential headers from aiohttp errors before they are chained.
+
+    ``ClientResponseError`` keeps the request's headers (``Authorization``,
+    ``Cookie``) in ``request_info`` and the answer's (``Set-Cookie``) in
+    ``headers``; a user's traceback or ``repr`` of ``__cause__`` would show them.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        info = getattr(current, "request_info", None)
+        if isinstance(info, aiohttp.RequestInfo):
+            current.request_info = aiohttp.RequestInfo(  # type: ignore[attr-defined]
+                info.url, info.method, _without_credentials(info.headers), info.real_url
+            )
+        headers = getattr(current, "headers", None)
+        if isinstance(current, aiohttp.ClientResponseError) and headers is not None:
+            current.headers = _without_credentials(headers)
+        current = current.__cause__ or current.__context__

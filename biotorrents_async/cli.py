@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
-from ._client import DEFAULT_BASE_URL, BioTorrentsClient
+from ._client import (
+    DEFAULT_BASE_URL,
+    ENVIRONMENT,
+    BioTorrentsClient,
+    parse_cookies,
+    parse_rule,
+)
 from ._output import Progress, describe_rule, emit
-from ._policy import RateLimit
 from .exceptions import BioTorrentsError
 from .models import AlertKind, Box, Page, SearchType
 
@@ -28,19 +35,22 @@ class CliError(Exception):
     """A problem worth one line to the user."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes: one line on stderr and exit code 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 # --- arguments ---------------------------------------------------------------------
 
 
-def _rate(text: str) -> RateLimit | None:
-    if text.lower() == "none":
-        return None
+def _rate(text: str) -> str:
     try:
-        requests, per = text.split("/")
-        return RateLimit(int(requests), float(per))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected REQUESTS/SECONDS such as 2/6, or none; got {text!r}"
-        ) from None
+        parse_rule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _positive(text: str) -> int:
@@ -53,15 +63,19 @@ def _positive(text: str) -> int:
     return value
 
 
+_ENV_HELP = "\n".join(f"  {name:24} {what}" for name, what in ENVIRONMENT.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``biotorrents`` command."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--base-url",
-        default=os.environ.get("BIOTORRENTS_BASE_URL") or DEFAULT_BASE_URL,
-        help="site to talk to (default: $BIOTORRENTS_BASE_URL or %(default)s)",
+        help=f"site to talk to (default: $BIOTORRENTS_BASE_URL or {DEFAULT_BASE_URL})",
     )
-    common.add_argument("--api-path", default="api.php", help="api.php or ajax.php")
+    common.add_argument(
+        "--api-path", help="api.php (default) or ajax.php ($BIOTORRENTS_API_PATH)"
+    )
     common.add_argument(
         "--token-file",
         type=Path,
@@ -70,21 +84,36 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--cookies-file",
         type=Path,
-        help="a file with 'session=...' and 'userid=...' (full-user mode; "
+        help="a file with 'session=...; userid=...' (full-user mode; "
         "default: $BIOTORRENTS_COOKIES)",
     )
     common.add_argument(
         "--rate-limit",
         type=_rate,
-        default=RateLimit.default(),
         metavar="N/SECONDS",
-        help="the server's rule, or 'none' for Donor accounts (default: 2/6)",
+        help="the server's rule, or 'none' for Donor accounts "
+        "(default: $BIOTORRENTS_RATE_LIMIT or 2/6)",
+    )
+    common.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share one allowance with other processes of this account through "
+        "Redis (default: $BIOTORRENTS_REDIS_URL; needs the redis extra)",
+    )
+    common.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain-http --base-url that is not loopback (the token "
+        "travels in clear text)",
     )
     common.add_argument("--json", action="store_true", help="print JSON")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="biotorrents",
         description="Talk to the BioTorrents.de JSON API, or try it on a fake.",
+        epilog=f"environment variables (shared with BioTorrentsClient.from_env):\n"
+        f"{_ENV_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -94,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--rate-limit",
         type=_rate,
-        default=RateLimit(2, 0.3),
+        default="2/0.3",
         metavar="N/SECONDS",
         help="the fake's rule, also used by the client (default: 2/0.3)",
     )
@@ -104,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument(
         "--rate-limit",
         type=_rate,
-        default=RateLimit.default(),
+        default="2/6",
         metavar="N/SECONDS",
         help="fixed-window rule, or 'none' (default: 2/6)",
     )
@@ -126,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("posts", help="a user's forum posts")
     p.add_argument("user_id", type=_positive)
     _paging(p)
-    p = add("inbox", help="your conversations")
+    p = add("inbox", help="your conversations (sticky first, then newest reply)")
     _paging(p)
     p.add_argument("--box", choices=[b.value for b in Box], default="inbox")
     p.add_argument("--search")
@@ -150,33 +179,82 @@ def _paging(p: argparse.ArgumentParser) -> None:
     group.add_argument("--all", action="store_true", help="fetch every page")
 
 
-def _credentials(args: argparse.Namespace) -> tuple[str | None, dict[str, str] | None]:
-    token: str | None
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise CliError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+
+
+def make_client(args: argparse.Namespace) -> BioTorrentsClient:
+    """Build the client: command-line options over the environment variables."""
+    environ = dict(os.environ)
     if args.token_file is not None:
-        try:
-            token = args.token_file.read_text().strip()
-        except OSError as exc:
-            raise CliError(f"cannot read token file: {exc.strerror}") from None
-    else:
-        token = os.environ.get("BIOTORRENTS_TOKEN", "").strip() or None
+        environ["BIOTORRENTS_TOKEN"] = _read(args.token_file, "token file").strip()
     if args.cookies_file is not None:
+        text = _read(args.cookies_file, "cookies file")
         try:
-            text = args.cookies_file.read_text()
-        except OSError as exc:
-            raise CliError(f"cannot read cookies file: {exc.strerror}") from None
-    else:
-        text = os.environ.get("BIOTORRENTS_COOKIES", "")
-    cookies = dict(
-        part.strip().split("=", 1)
-        for part in text.replace("\n", ";").split(";")
-        if "=" in part
-    )
-    if not token and not cookies:
+            parse_cookies(text)
+        except ValueError as exc:
+            raise CliError(
+                f"--cookies-file {str(args.cookies_file)!r}: {exc}"
+            ) from None
+        environ["BIOTORRENTS_COOKIES"] = text
+    for option, name in (
+        ("base_url", "BIOTORRENTS_BASE_URL"),
+        ("api_path", "BIOTORRENTS_API_PATH"),
+        ("rate_limit", "BIOTORRENTS_RATE_LIMIT"),
+        ("redis", "BIOTORRENTS_REDIS_URL"),
+    ):
+        if getattr(args, option) is not None:
+            environ[name] = getattr(args, option)
+    if (
+        not environ.get("BIOTORRENTS_TOKEN", "").strip()
+        and not environ.get("BIOTORRENTS_COOKIES", "").strip()
+    ):
         raise CliError(
             "no credentials: set BIOTORRENTS_TOKEN or use --token-file "
-            "(or --cookies-file)"
+            "(and/or BIOTORRENTS_COOKIES or --cookies-file)"
         )
-    return token or None, cookies or None
+    return BioTorrentsClient.from_env(
+        environ, allow_insecure_http=args.allow_insecure_http
+    )
+
+
+class _Notes(logging.Handler):
+    """Long silent waits (retries, pacing) as short notes on stderr."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(logging.DEBUG)
+        self._stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            # Pacing waits: worth a note when a person would wonder.
+            if not record.name.endswith(".pacing") or not record.args:
+                return
+            seconds = record.args[0] if isinstance(record.args, tuple) else 0
+            if not isinstance(seconds, float) or seconds < 1:
+                return
+            text = f"waiting {seconds:.1f}s for the rate limit"
+        else:
+            text = record.getMessage()
+        self._stream.write(f"note: {text}\n")
+        self._stream.flush()
+
+
+@contextlib.contextmanager
+def _notes(stream: TextIO) -> Iterator[None]:
+    logger = logging.getLogger("biotorrents_async")
+    handler = _Notes(stream)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 # --- commands --------------------------------------------------------------------
@@ -201,15 +279,10 @@ async def fetch_all(
 
 async def run_endpoint(args: argparse.Namespace, out: TextIO, err: TextIO) -> Any:
     """Run one endpoint subcommand against ``--base-url`` and print the result."""
-    token, cookies = _credentials(args)
-    async with BioTorrentsClient(
-        token,
-        cookies=cookies,
-        base_url=args.base_url,
-        api_path=args.api_path,
-        rate_limit=args.rate_limit,
-    ) as client:
-        result = await _call(client, args, err)
+    client = make_client(args)
+    with _notes(err):
+        async with client:
+            result = await _call(client, args, err)
     emit(result, args, out)
     return result
 
@@ -218,7 +291,7 @@ async def _call(
     client: BioTorrentsClient, args: argparse.Namespace, err: TextIO
 ) -> Any:
     command = args.command
-    progress = Progress(command, args.rate_limit, err)
+    progress = Progress(command, client._session._rate_limit, err)
     if command == "index":
         return await client.index()
     if command == "user":
@@ -276,11 +349,10 @@ async def run_fake_server(args: argparse.Namespace, out: TextIO) -> None:
     """Serve the fake until interrupted."""
     from .testing import FakeBioTorrents
 
-    async with FakeBioTorrents(
-        host=args.host, port=args.port, rate_limit=args.rate_limit
-    ) as fake:
+    rule = parse_rule(args.rate_limit)
+    async with FakeBioTorrents(host=args.host, port=args.port, rate_limit=rule) as fake:
         print(f"fake BioTorrents.de serving {fake.url}/api.php", file=out)
-        print(f"  rate limit: {describe_rule(args.rate_limit)}", file=out)
+        print(f"  rate limit: {describe_rule(rule)}", file=out)
         print(f"  export BIOTORRENTS_BASE_URL={fake.url}", file=out)
         # The fake's own made-up demo credentials, public by design.
         print(f"  export BIOTORRENTS_TOKEN={fake.token}", file=out)
@@ -299,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from ._demo import run_demo
 
-            asyncio.run(run_demo(args.rate_limit, out))
+            asyncio.run(run_demo(parse_rule(args.rate_limit), out))
         elif args.command == "fake-server":
             asyncio.run(run_fake_server(args, out))
         else:
@@ -311,8 +383,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `biotorrents ... | head`: the reader left; nothing is wrong.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (BioTorrentsError, CliError, ValueError, OSError) as exc:
+    except BioTorrentsError as exc:
+        # Public exception types: worth naming, they are what a script catches.
         print(f"error: {type(exc).__name__}: {exc}", file=err)
+        return 1
+    except (CliError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=err)
         return 1
     except Exception as exc:  # a bug of ours: still one line, no traceback
         print(

@@ -4,12 +4,18 @@ Everything the library raises on purpose derives from :class:`BioTorrentsError`:
 
     BioTorrentsError
     ├── AuthenticationError        302 to login.php, HTTP 401/403, token failure message
+    │   └── CookiesRequiredError   the call needs the cookie session (token-only client)
     ├── RateLimitError             "rate limit exceeded" and the retry budget is spent
     ├── ApiError                   {"status": "failure"}
     │   └── NotFoundError          "no such user" and the like
     ├── TransportError             connection errors and timeouts, after retries
-    └── ResponseError              a body that is not the JSON the action promises
-        └── LegacyApiUnavailableError   the server speaks the newer JSON:API instead
+    ├── ResponseError              a body that is not the JSON the action promises
+    │   └── LegacyApiUnavailableError   the server speaks the newer JSON:API instead
+    └── PacerUnavailableError      the shared pacing store (Redis) cannot be reached
+
+Invalid arguments raise ``ValueError`` before anything is sent; an argument of the
+wrong type raises :class:`ArgumentError`, which is both a ``ValueError`` and a
+``TypeError``.
 
 No message, ``repr`` or attribute of these exceptions carries the token or the
 cookie values: the session wrapper never puts them there and redacts body excerpts.
@@ -19,10 +25,13 @@ from __future__ import annotations
 
 __all__ = [
     "ApiError",
+    "ArgumentError",
     "AuthenticationError",
     "BioTorrentsError",
+    "CookiesRequiredError",
     "LegacyApiUnavailableError",
     "NotFoundError",
+    "PacerUnavailableError",
     "RateLimitError",
     "ResponseError",
     "TransportError",
@@ -47,6 +56,15 @@ class AuthenticationError(BioTorrentsError):
     Raised for a redirect to ``login.php`` (no or expired session), HTTP 401/403 and
     the bearer-token failure messages (``"invalid token format"``, ``"token
     revoked"``, …). Never retried: the server bans IPs after repeated failures.
+    """
+
+
+class CookiesRequiredError(AuthenticationError):
+    """The call needs the cookie session and the client has only a token.
+
+    The server loads a skeletal user for token-only requests and refuses
+    ``notifications`` with ``"bad parameters"``; the client says so at once,
+    without sending. Give ``cookies={"session": ..., "userid": ...}`` too.
     """
 
 
@@ -117,3 +135,15 @@ class LegacyApiUnavailableError(ResponseError):
     Servers running the current BioGazelle code no longer serve the ``action=``
     endpoints at all; retrying will not help.
     """
+
+
+class PacerUnavailableError(BioTorrentsError):
+    """The shared pacing store (Redis) could not be reached or answered wrongly.
+
+    Nothing was sent: without the shared state the client cannot know whether the
+    account's allowance is free. The Redis error is chained as ``__cause__``.
+    """
+
+
+class ArgumentError(ValueError, TypeError):
+    """An argument of the wrong type: both a ``ValueError`` and a ``TypeError``."""

@@ -127,11 +127,15 @@ class Page(Generic[T]):
         items: The items on this page (empty past the last page).
         current_page: The page number the server says this is.
         pages: The total number of pages (``0`` for an empty listing).
+        attempts: The HTTP attempts it took to get this page. Above 1, an earlier
+            attempt's answer was lost after the server may have acted on it (for
+            ``notifications.torrents()``: marked every hit read).
     """
 
     items: Sequence[T]
     current_page: int
     pages: int
+    attempts: int = attrs.field(default=1, kw_only=True, eq=False)
 
     @property
     def has_next(self) -> bool:
@@ -374,6 +378,9 @@ class ConversationSummary:
 
     ``sender_id``/``username`` are the *other* participant: the recipient in the
     sentbox, ``0``/``None`` for system messages. ``warned`` is always ``False``.
+    ``date`` is the date of the conversation's **last** message (received, or
+    sent in the sentbox), so a reply makes an old conversation new again; and
+    listings put sticky conversations first whatever their date or ``unread``.
     """
 
     conv_id: int

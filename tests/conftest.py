@@ -6,7 +6,9 @@ import asyncio
 import gc
 import inspect
 import logging
+import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -14,7 +16,7 @@ import aiohttp
 import aioresponses.core as aioresponses_core
 import pytest
 from aioresponses import CallbackResult, aioresponses
-from support import BASE, SECRETS, TOKEN, Router
+from support import BASE, COOKIES, SECRETS, TOKEN, Router, redis_server
 from yarl import URL
 
 from biotorrents_async import BioTorrentsClient, RetryPolicy
@@ -65,6 +67,15 @@ async def client() -> AsyncIterator[BioTorrentsClient]:
         yield c
 
 
+@pytest.fixture
+async def cookie_client() -> AsyncIterator[BioTorrentsClient]:
+    """A full-user client: token and cookies."""
+    async with BioTorrentsClient(
+        TOKEN, cookies=COOKIES, base_url=BASE, rate_limit=None, retry=RetryPolicy.none()
+    ) as c:
+        yield c
+
+
 class _Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -104,3 +115,23 @@ async def no_unhandled_loop_errors() -> AsyncIterator[None]:
     gc.collect()
     loop.set_exception_handler(None)
     assert not errors, f"event loop errors: {errors}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis server on loopback: `.ci/run`'s, or one started here.
+
+    `.ci/run` starts redis-server on a free port and sets BIOTORRENTS_TEST_REDIS_URL
+    (and BIOTORRENTS_REQUIRE_REDIS=1, so that a missing server fails the run
+    instead of skipping these tests).
+    """
+    url = os.environ.get("BIOTORRENTS_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    if shutil.which("redis-server") is None:
+        if os.environ.get("BIOTORRENTS_REQUIRE_REDIS"):
+            pytest.fail("redis-server is required here but not installed")
+        pytest.skip("redis-server is not installed (.ci/run installs and starts it)")
+    with redis_server() as url:
+        yield url

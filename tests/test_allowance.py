@@ -14,10 +14,10 @@ from biotorrents_async.testing import FakeBioTorrents
 
 @pytest.mark.parametrize("callers", [1, 10, 100])
 async def test_zero_rejections_with_jitter_and_coarse_expiry(callers: int) -> None:
-    # The real rule scaled 1:100: windows of 5-7 "seconds", 5-50 "ms" latency.
+    # The real rule scaled 1:100: windows of 5-6.1 "seconds", 5-50 "ms" latency.
     rule = RateLimit(2, 0.06)
     async with FakeBioTorrents(
-        rate_limit=rule, expiry_jitter=0.01, latency=(0.0005, 0.005), seed=callers
+        rate_limit=rule, latency=(0.0005, 0.005), seed=callers
     ) as fake:
         async with BioTorrentsClient(
             fake.token, base_url=fake.url, rate_limit=rule, retry=RetryPolicy.none()
@@ -168,7 +168,7 @@ async def test_everyone_cancelled_cancels_the_shared_request(
 @pytest.mark.slow
 async def test_default_pacing_against_the_real_rule() -> None:
     # Real time: 2 per 6 s, windows of 5 to 7 s; six requests take about 14 s.
-    async with FakeBioTorrents(expiry_jitter=1.0, seed=3) as fake:  # noqa: SIM117
+    async with FakeBioTorrents(seed=3) as fake:  # noqa: SIM117
         async with BioTorrentsClient(
             fake.token, base_url=fake.url, retry=RetryPolicy.none()
         ) as client:

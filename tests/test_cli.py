@@ -145,8 +145,12 @@ def test_token_file(
     ("argv", "message"),
     [
         (["user", "99999"], "error: NotFoundError: user: no such user"),
-        (["conversation", "99999"], "error: ApiError: inbox:"),
-        (["recents", "2", "--limit", "60"], "error: CliError: --limit must be"),
+        (
+            ["conversation", "99999"],
+            "error: NotFoundError: inbox: conversation 99999 does not exist or is "
+            "not yours",
+        ),
+        (["recents", "2", "--limit", "60"], "error: --limit must be"),
     ],
 )
 def test_errors_are_one_line(
@@ -178,17 +182,90 @@ def test_unreachable_server(
 ) -> None:
     monkeypatch.setenv("BIOTORRENTS_TOKEN", "t")
     code = main(["index", "--base-url", "http://127.0.0.1:9", "--rate-limit", "none"])
-    err = capsys.readouterr().err
+    *notes, last = capsys.readouterr().err.splitlines()
     assert code == 1
-    assert err.startswith("error: TransportError")
+    assert last.startswith("error: TransportError")
+    # The retries' silent waits are announced, one short note each.
+    assert len(notes) == 3
+    assert all(
+        n.startswith("note: index: cannot connect to 127.0.0.1:9") for n in notes
+    )
+    assert all("retrying in" in n for n in notes)
 
 
-def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     for argv in (["user", "0"], ["clear", "inbox"], ["index", "--rate-limit", "x"]):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
-    capsys.readouterr()
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert err.startswith("biotorrents")
+        assert "error:" in err
+        assert "see biotorrents" in err
+
+
+def test_a_malformed_cookies_file_is_a_clear_error(
+    fake: FakeBioTorrents,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BIOTORRENTS_TOKEN", raising=False)
+    monkeypatch.delenv("BIOTORRENTS_COOKIES", raising=False)
+    cookies = tmp_path / "cookies"
+    cookies.write_text("session fake-session-kestrel\nuserid=2\n")
+    code, out, err = run(
+        capsys, "index", "--base-url", fake.url, "--cookies-file", str(cookies)
+    )
+    assert (code, out) == (1, "")
+    assert err.startswith("error: --cookies-file")
+    assert "name=value" in err
+    assert "fake-session-kestrel" not in err
+    assert fake.requests == []
+
+
+def test_plain_http_elsewhere_needs_the_flag(
+    env: FakeBioTorrents, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "index", "--base-url", "http://bio.example")
+    assert code == 1
+    assert "--allow-insecure-http" in err
+    assert "allow_insecure_http=True" in err  # the library's name, for scripts
+
+
+def test_a_base_url_with_the_api_script_works(
+    env: FakeBioTorrents, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "index", "--base-url", f"{env.url}/api.php")
+    assert code == 0
+    assert "username: kestrel" in out
+
+
+def test_token_only_notifications_say_cookies_are_needed(
+    env: FakeBioTorrents,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BIOTORRENTS_COOKIES")
+    code, _, err = run(capsys, "notifications")
+    assert code == 1
+    assert err.startswith("error: CookiesRequiredError")
+    assert "cookie session" in err
+    assert env.requests == []
+
+
+def test_a_long_pacing_wait_is_announced(
+    env: FakeBioTorrents, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.rate_limit = None  # the fake does not mind; the client paces itself
+    code = main(["search", "lab", "--all", "--rate-limit", "1/1"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "note: waiting" in err
+    assert "for the rate limit" in err
 
 
 def test_demo_runs_and_summarises(capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,7 +275,7 @@ def test_demo_runs_and_summarises(capsys: pytest.CaptureFixture[str]) -> None:
         assert section in out
     assert "server rate-limit answers:     1" in out
     # 502, truncated body, and the second of two drops (aiohttp retries the first).
-    assert "retries after faults:          3" in out
+    assert "retries after faults:          4" in out
 
 
 def test_python_dash_m() -> None:

@@ -335,3 +335,46 @@ def test_wrong_shapes_become_response_errors() -> None:
             page_key="currentPage",
             action="usersearch",
         )
+
+
+# --- quirks whose mutants once survived ----------------------------------------------
+
+
+def test_mysql_zero_date_is_none() -> None:
+    raw = response_of("userhistory_posts.txt")["threads"][0]
+    raw["editedTime"] = "0000-00-00 00:00:00"
+    raw["addedTime"] = "2021-01-09 14:02:11"
+    post = LENIENT.structure(raw, ForumPost)
+    assert post.edited_time is None
+    assert post.added_time == dt.datetime(2021, 1, 9, 14, 2, 11)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "inf"])
+def test_floats_must_be_finite(value: object) -> None:
+    raw = response_of("index.txt")
+    raw["userstats"]["ratio"] = value
+    with pytest.raises(ResponseError, match="ratio"):
+        structure(LENIENT, raw, Index, "index")
+
+
+@pytest.mark.parametrize("value", [{"0": {"messageId": 1}}, "abc"])
+def test_tuple_fields_need_a_list(value: object) -> None:
+    raw = response_of("inbox_viewconv.txt")
+    raw["messages"] = value
+    with pytest.raises(ResponseError, match=r"\$\.messages"):
+        structure(LENIENT, raw, Conversation, "inbox")
+
+
+def test_profile_text_is_html_and_left_as_sent() -> None:
+    raw = response_of("user_id1.txt")
+    raw["profileText"] = "<p>Tom &amp; Jerry &lt;3</p>"
+    user = LENIENT.structure(raw, User)
+    assert user.profile_text == "<p>Tom &amp; Jerry &lt;3</p>"
+
+
+@pytest.mark.parametrize("value", ["1,2,3", "12,34", "1,2345", ",123"])
+def test_badly_grouped_thousands_are_not_numbers(value: str) -> None:
+    raw = response_of("community_stats.txt")
+    raw["seeding"] = value
+    with pytest.raises(ResponseError, match="seeding"):
+        structure(LENIENT, raw, CommunityStats, "community_stats")

@@ -14,6 +14,7 @@ from biotorrents_async import (
     ApiError,
     BioTorrentsClient,
     Box,
+    CookiesRequiredError,
     SearchType,
 )
 
@@ -135,22 +136,28 @@ async def test_bookmarks_wrong_shape(api: Router, client: BioTorrentsClient) -> 
 
 
 async def test_notifications_torrents_current_pages(
-    api: Router, client: BioTorrentsClient
+    api: Router, cookie_client: BioTorrentsClient
 ) -> None:
     api.reply("notifications_poweruser.txt")
-    page = await client.notifications.torrents()
+    page = await cookie_client.notifications.torrents()
     assert page.current_page == 1
     assert page.items[0].group_name == "Human chr21 reads"
     assert page.items[0].format is None
     assert api.calls[0].query == {"action": "notifications", "page": "1"}
 
 
-async def test_notifications_token_only_fails(
+async def test_notifications_token_only_fails_without_sending(
     api: Router, client: BioTorrentsClient
 ) -> None:
+    with pytest.raises(CookiesRequiredError, match="cookie session"):
+        await client.notifications.torrents()
+    with pytest.raises(CookiesRequiredError):
+        client.notifications.iter_torrents()
+    assert api.calls == []
+    # What the server would have said (recorded): a bare "bad parameters".
     api.reply("bearer_notifications.txt")
     with pytest.raises(ApiError, match="bad parameters"):
-        await client.notifications.torrents()
+        await client._session.request("notifications", {"page": "1"})
 
 
 async def test_alerts(api: Router, client: BioTorrentsClient) -> None:
@@ -252,9 +259,10 @@ async def test_iter_past_the_end(api: Router, client: BioTorrentsClient) -> None
 
 
 async def test_iter_posts_and_search_and_notifications(
-    api: Router, client: BioTorrentsClient
+    api: Router, cookie_client: BioTorrentsClient
 ) -> None:
     api.reply("userhistory_posts.txt", "usersearch.txt", "notifications_poweruser.txt")
+    client = cookie_client
     posts = [p.post_id async for p in client.users.iter_posts(2)]
     users = [u.user_id async for u in client.users.iter_search("lab")]
     hits = [n.torrent_id async for n in client.notifications.iter_torrents(limit=1)]

@@ -59,4 +59,7 @@ def test_examples_without_a_token_say_so() -> None:
         check=False,
     )
     assert done.returncode == 1
-    assert done.stderr.strip() == "error: BIOTORRENTS_TOKEN is not set"
+    assert done.stderr.strip() == (
+        "error: set BIOTORRENTS_TOKEN or BIOTORRENTS_COOKIES (or both) to build "
+        "a client from the environment"
+    )

@@ -19,10 +19,12 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import SECRETS, TOKEN, load_exchange
+from support import COOKIES, SECRETS, TOKEN, load_exchange
 
 from biotorrents_async import (
     Alert,
+    ApiError,
+    AuthenticationError,
     BioTorrentsClient,
     BioTorrentsError,
     BookmarkedArtist,
@@ -32,7 +34,11 @@ from biotorrents_async import (
     ConversationSummary,
     ForumPost,
     Index,
+    LegacyApiUnavailableError,
+    NotFoundError,
     Page,
+    RateLimitError,
+    ResponseError,
     RetryPolicy,
     TorrentNotification,
     User,
@@ -242,25 +248,107 @@ def assert_typed(value: Any, tp: Any, where: str = "$") -> None:
             )
 
 
+_AUTH_TEXTS = {
+    "your ip address has been banned",
+    "authorization type must be bearer",
+    "invalid token format",
+    "token user mismatch",
+    "token revoked",
+    "user disabled",
+    "no authorization header present",
+    "invalid authorization header format",
+    "invalid token",
+}
+
+
+def leading_json(body: bytes) -> tuple[bool, Any]:
+    """The first JSON value of a body, as the server's glued answers need."""
+    text = body.decode("utf-8", errors="replace").lstrip("\ufeff")
+    try:
+        return True, json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    stripped = text.lstrip(" \t\r\n")
+    if not stripped or stripped[0] not in "{[":
+        return False, None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(stripped)
+    except (ValueError, RecursionError):
+        return False, None
+    return True, value
+
+
+def expected_outcome(name: str, status: int, body: bytes) -> type[BaseException] | None:
+    """The exact error class README's error table promises for an answer.
+
+    ``None`` means a success or, when the body does not fit the model, a
+    ``ResponseError``. Written from the table, not from the session's code.
+    """
+    if status == 302:
+        return AuthenticationError  # the fuzzer's redirects go to login.php
+    if status == 429:
+        return RateLimitError  # one attempt: the rate-limit retry budget is spent
+    is_json, doc = leading_json(body)
+    if isinstance(doc, dict) and "errors" in doc and "status" not in doc:
+        return LegacyApiUnavailableError
+    if status in (401, 403):
+        return AuthenticationError
+    if not is_json:
+        blank = not body.strip(b" \t\r\n")
+        if blank and name == "clear_user_notification" and status == 200:
+            return None
+        return ResponseError
+    if not isinstance(doc, dict) or doc.get("status") not in ("success", "failure"):
+        return ResponseError
+    if doc["status"] == "failure":
+        error = doc.get("error")
+        text = error.strip().lower() if isinstance(error, str) else ""
+        if "rate limit exceeded" in text:
+            return RateLimitError
+        if text in _AUTH_TEXTS:
+            return AuthenticationError
+        if text in ("no such user", "not found") or text.startswith("no such "):
+            return NotFoundError
+        if name == "viewconv" and error is None:
+            return NotFoundError  # "does not exist or is not yours"
+        return ApiError
+    if "response" not in doc:
+        return ResponseError
+    return None
+
+
 async def run_one(name: str, status: int, body: bytes) -> None:
     call, _, expected = ACTIONS[name]
 
-    async def send(*_: object) -> tuple[int, str, bytes]:
-        return status, "login.php" if status == 302 else "", body
+    async def send(*_: object) -> tuple[int, str, str, bytes]:
+        return status, "login.php" if status == 302 else "", "", body
 
     client = BioTorrentsClient(
-        TOKEN, base_url="https://bio.example", rate_limit=None, retry=RetryPolicy.none()
+        TOKEN,
+        cookies=COOKIES,
+        base_url="https://bio.example",
+        rate_limit=None,
+        retry=RetryPolicy.none(),
     )
     client._session._send = send  # type: ignore[method-assign]
+    outcome = expected_outcome(name, status, body)
+    error: BioTorrentsError | None = None
     try:
         result = await call(client)
     except BioTorrentsError as exc:
-        text = f"{exc} {exc!r} {getattr(exc, 'body_excerpt', '')}"
-        assert not [s for s in SECRETS if s in text]
-        return
+        error = exc
     finally:
         await client.aclose()
-    assert_typed(result, expected)
+    if error is None:
+        assert outcome is None, f"{status} {body[:80]!r} should fail with {outcome}"
+        assert_typed(result, expected)
+        return
+    text = f"{error} {error!r} {getattr(error, 'body_excerpt', '')}"
+    assert not [s for s in SECRETS if s in text]
+    # Without an expected error, a success envelope whose value does not fit
+    # the model.
+    wanted = outcome or ResponseError
+    assert type(error) is wanted, f"{status} {body[:80]!r}: {error!r}"
 
 
 def fuzz(examples: int) -> Callable[..., Any]:
@@ -290,4 +378,5 @@ test_fuzz_every_action_long = pytest.mark.slow(fuzz(3000))
 @pytest.mark.parametrize("name", sorted(ACTIONS))
 def test_recorded_success_is_fully_typed(name: str) -> None:
     base = load_exchange(ACTIONS[name][1])
+    assert expected_outcome(name, base.status, base.body) is None
     asyncio.run(run_one(name, base.status, base.body))

@@ -16,13 +16,13 @@ from biotorrents_async import BioTorrentsClient, LocalPacer, RateLimit, RetryPol
 class FixedWindowServer:
     """The memcached counter: the first counted request opens a fixed window.
 
-    Windows last their longest possible length (``per`` plus the one-second
-    expiry resolution, scaled), the worst case for a client.
+    Windows last their longest possible length (``per`` plus a late expiry tick
+    of ``per / 60``), the worst case for a client.
     """
 
     def __init__(self, rule: RateLimit) -> None:
         self.requests = rule.requests
-        self.length = rule.window
+        self.length = rule.per * (1 + 1 / 60)
         self.opened: float | None = None
         self.count = 0
         self.accepted = 0
@@ -72,12 +72,24 @@ async def test_pacer_never_breaks_the_fixed_window(callers: int) -> None:
     assert server.accepted == (40 if callers == 1 else 100)
 
 
-async def test_pacing_without_the_expiry_margin_is_rejected() -> None:
-    # Ignoring memcached's one-second resolution (scaled here) is not safe.
+async def test_pacing_without_the_late_tick_margin_is_rejected() -> None:
+    # Answers that come back at once: holding a place for exactly `per` after
+    # them lets a request in just before a late-expiring window has closed.
     server = FixedWindowServer(RULE)
     pacer = LocalPacer(RateLimit(RULE.requests, RULE.per, margin=0))
-    await _repeat(20, pacer, server, random.Random(3))
+    for _ in range(20):
+        async with pacer.slot():
+            server.hit(time.monotonic())
     assert server.rejected > 0
+
+
+async def test_default_margin_survives_instant_answers() -> None:
+    server = FixedWindowServer(RULE)
+    pacer = LocalPacer(RULE)
+    for _ in range(20):
+        async with pacer.slot():
+            server.hit(time.monotonic())
+    assert (server.accepted, server.rejected) == (20, 0)
 
 
 async def _repeat(
@@ -182,8 +194,8 @@ async def test_pause_holds_everyone_for_the_given_time() -> None:
     async with pacer.slot():
         pass
     assert waits == []
-    pacer.pause(7.0)
-    pacer.pause(1.0)  # a shorter pause never shortens the running one
+    await pacer.pause(7.0)
+    await pacer.pause(1.0)  # a shorter pause never shortens the running one
     async with pacer.slot():
         pass
     assert waits == [7.0]
@@ -204,5 +216,5 @@ async def test_slot_waits_exactly_until_the_oldest_place_frees() -> None:
         now[0] += 0.25
     async with pacer.slot():
         pass
-    # The first place was held until 7 s after its answer at t=100.5.
-    assert waits == [pytest.approx(100.5 + 7.0 - 100.75)]
+    # The first place was held until 6.1 s after its answer at t=100.5.
+    assert waits == [pytest.approx(100.5 + 6.1 - 100.75)]

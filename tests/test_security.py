@@ -12,6 +12,7 @@ from biotorrents_async import (
     AuthenticationError,
     BioTorrentsClient,
     RateLimit,
+    ResponseError,
     RetryPolicy,
     TransportError,
 )
@@ -53,7 +54,7 @@ def test_ssl_false_is_refused() -> None:
 async def test_redirects_are_never_followed(api: Router) -> None:
     api.reply(Exchange(302, {"Location": "https://elsewhere.example/steal"}, b""))
     async with BioTorrentsClient(TOKEN, base_url="https://bio.example") as client:
-        with pytest.raises(AuthenticationError):
+        with pytest.raises(ResponseError, match=r"elsewhere\.example/steal"):
             await client.index()
     assert len(api.calls) == 1  # nothing went to elsewhere.example
 

@@ -127,9 +127,11 @@ async def test_every_token_failure_message_is_auth(api: Router, message: str) ->
 async def test_http_401_403_are_auth(api: Router) -> None:
     api.reply(Exchange(401, {}, b"nope"), Exchange(403, {}, b"<html>"))
     async with make_client(retry=RetryPolicy(attempts=3)) as client:
-        for _ in range(2):
-            with pytest.raises(AuthenticationError):
-                await client.index()
+        with pytest.raises(AuthenticationError, match="401"):
+            await client.index()
+        client.rearm()  # the client stops after a refusal until told otherwise
+        with pytest.raises(AuthenticationError, match="403"):
+            await client.index()
     assert len(api.calls) == 2
 
 
@@ -144,12 +146,20 @@ async def test_no_such_user_is_not_found(api: Router) -> None:
 
 
 async def test_bare_failure_followed_by_html_is_api_error(api: Router) -> None:
-    api.reply("fail_viewconv_not_participant.txt")
+    api.reply("fail_userhistory_bad_type.txt")
     async with make_client(retry=RetryPolicy(attempts=3)) as client:
         with pytest.raises(ApiError) as info:
-            await client.inbox.conversation(999)
+            await client._session.request("userhistory", {"type": "x"})
     assert info.value.message is None
     assert not isinstance(info.value, NotFoundError)
+    assert len(api.calls) == 1
+
+
+async def test_viewconv_bare_failure_says_not_found_or_not_yours(api: Router) -> None:
+    api.reply("fail_viewconv_not_participant.txt")
+    async with make_client(retry=RetryPolicy(attempts=3)) as client:
+        with pytest.raises(NotFoundError, match=r"conversation 999 .*not yours"):
+            await client.inbox.conversation(999)
     assert len(api.calls) == 1
 
 
@@ -296,8 +306,8 @@ async def test_rate_limit_pauses_a_window_then_succeeds(api: Router) -> None:
         me = await client.index()
     assert me.username == "labuser"
     assert len(api.calls) == 2
-    # One whole window: 6 s plus the memcached one-second resolution.
-    assert sleeps.delays == [pytest.approx(7.0, abs=0.05)]
+    # One whole window: 6 s plus a late expiry tick.
+    assert sleeps.delays == [pytest.approx(6.1, abs=0.05)]
     assert client.stats["rate_limit_pauses"] == 1
 
 
@@ -309,7 +319,7 @@ async def test_rate_limit_error_when_budget_spent(api: Router, text: str) -> Non
         with pytest.raises(RateLimitError) as info:
             await client.index()
     # With pacing off the pause still lasts the default rule's full window.
-    assert info.value.retry_after == pytest.approx(7.0)
+    assert info.value.retry_after == pytest.approx(6.1)
     assert info.value.action == "index"
 
 
@@ -341,6 +351,7 @@ async def test_secrets_never_in_repr_logs_or_errors(
     async with client:
         with pytest.raises(AuthenticationError) as auth_error:
             await client.index()
+        client.rearm()
         api.reply(Exchange(500, {}, body), Exchange(500, {}, body))
         with pytest.raises(ResponseError) as response_error:
             await client.index()
@@ -383,6 +394,7 @@ def test_bad_construction_raises_value_error(kwargs: dict[str, object]) -> None:
 
 def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BIOTORRENTS_TOKEN", raising=False)
+    monkeypatch.delenv("BIOTORRENTS_COOKIES", raising=False)
     with pytest.raises(ValueError, match="BIOTORRENTS_TOKEN"):
         BioTorrentsClient.from_env()
     monkeypatch.setenv("BIOTORRENTS_TOKEN", TOKEN)
@@ -394,8 +406,9 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_rate_limit_and_retry_policy_values() -> None:
     assert RateLimit.default() == RateLimit(requests=2, per=6.0)
-    assert RateLimit.default().window == pytest.approx(7.0)
-    assert RateLimit(2, 0.2).window == pytest.approx(0.2 + 0.2 / 6)
+    # A window closes by `per` after it opens, plus a late tick (0.1 s of 6 s).
+    assert RateLimit.default().window == pytest.approx(6.1)
+    assert RateLimit(2, 0.2).window == pytest.approx(0.2 + 0.2 / 60)
     assert RateLimit(2, 6, margin=0).window == 6
     assert RetryPolicy.none().attempts == 1
     with pytest.raises(ValueError, match="requests"):

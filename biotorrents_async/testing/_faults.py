@@ -16,6 +16,9 @@ class Fault(StrEnum):
     HTTP_502 = "502"
     HTTP_503 = "503"
     DROP = "drop"  # the connection closes without an answer
+    # The server counts the request and does its work (marks things read), then
+    # the connection closes before the answer.
+    DROP_AFTER = "drop-after"
     DELAY = "delay"  # the answer comes after FaultPlan.delay seconds
     TRUNCATE = "truncate"  # the body is cut in half
     HTML_ERROR = "html"  # a PHP error page (HTTP 500) instead of JSON

@@ -61,6 +61,7 @@ class RecordedRequest:
     user_id: int | None
     outcome: str  # "ok", "failure", "rate-limited", "login-redirect", "fault:<kind>"
     peer_port: int | None = None  # the client's port: one per connection
+    cookies: tuple[str, ...] = ()  # names of the cookies sent, never values
 
 
 _ACTIONS: Mapping[str, Handler] = {
@@ -79,19 +80,32 @@ _ACTIONS: Mapping[str, Handler] = {
 
 
 class _Windows:
-    """The memcached counter ``ajax_requests_<userid>`` (api-reference §2.1)."""
+    """The memcached counter ``ajax_requests_<userid>`` of the real limiter.
 
-    def __init__(self, rule: RateLimit, jitter: float, rng: random.Random) -> None:
+    The first counted request sets the counter with a ``per``-second expiry;
+    memcached drops it at the first tick of its whole-second clock at or after
+    that, so a window lasts between ``per - 1`` and ``per`` seconds (scaled:
+    ``per - resolution``), or a little longer when a tick runs late.
+    """
+
+    def __init__(
+        self, rule: RateLimit, resolution: float, late_tick: float, rng: random.Random
+    ) -> None:
         self._rule = rule
-        self._jitter = jitter
+        self._resolution = resolution
+        self._late_tick = late_tick
         self._rng = rng
         self._counters: dict[int, list[float]] = {}  # user → [expires_at, count]
 
     def allow(self, user_id: int, now: float) -> bool:
         entry = self._counters.get(user_id)
         if entry is None or now >= entry[0]:
-            # The window opens with this request; expiry has coarse resolution.
-            length = self._rule.per + self._rng.uniform(-self._jitter, self._jitter)
+            # The window opens with this request and closes on a clock tick.
+            length = (
+                self._rule.per
+                - self._rng.uniform(0, self._resolution)
+                + self._rng.uniform(0, self._late_tick)
+            )
             entry = self._counters[user_id] = [now + length, 0]
         if entry[1] >= self._rule.requests:
             return False  # rejected requests are not counted
@@ -113,9 +127,14 @@ class FakeBioTorrents:
     Args:
         data: The data to serve; a seeded open-science set by default.
         rate_limit: The fixed-window rule, or ``None`` to never throttle.
-        expiry_jitter: Seconds by which each window's length varies either way
-            (memcached expiry has one-second resolution: ``1.0`` makes a 6-second
-            window last 5 to 7 seconds).
+        expiry_resolution: How much shorter than ``per`` a window may be; each
+            window's length is drawn from ``[per - expiry_resolution, per]`` (the
+            real server's memcached expires on a whole-second clock, so a 6-second
+            window lasts 5 to 6 s). ``None`` means ``per / 6``; ``0`` gives exact
+            windows.
+        late_tick: Extra seconds a window may last when the expiry tick runs late
+            on a loaded server, drawn per window from ``[0, late_tick]``. ``None``
+            means ``per / 60`` (0.1 s for the 6-second rule).
         latency: ``(low, high)`` seconds added to every answer, uniformly.
         host: Interface to bind; loopback by default.
         port: Port to bind; ``0`` picks a free one.
@@ -135,7 +154,8 @@ class FakeBioTorrents:
         data: FakeData | None = None,
         *,
         rate_limit: RateLimit | None = RateLimit.default(),  # noqa: B008
-        expiry_jitter: float = 0.0,
+        expiry_resolution: float | None = None,
+        late_tick: float | None = None,
         latency: tuple[float, float] = (0.0, 0.0),
         host: str = "127.0.0.1",
         port: int = 0,
@@ -151,7 +171,14 @@ class FakeBioTorrents:
         self._rng = random.Random(seed)
         self._latency = latency
         self._windows = (
-            _Windows(rate_limit, expiry_jitter, self._rng) if rate_limit else None
+            _Windows(
+                rate_limit,
+                rate_limit.per / 6 if expiry_resolution is None else expiry_resolution,
+                rate_limit.per / 60 if late_tick is None else late_tick,
+                self._rng,
+            )
+            if rate_limit
+            else None
         )
         self._tokens: dict[str, int] = {DEMO_TOKEN: 2, ADMIN_TOKEN: 1}
         self._revoked: set[str] = set()
@@ -266,6 +293,7 @@ class FakeBioTorrents:
                     user_id,
                     outcome,
                     peer_port,
+                    tuple(sorted(request.cookies)),
                 )
             )
 
@@ -311,6 +339,10 @@ class FakeBioTorrents:
             reply = attrs.evolve(reply, body=reply.body[: max(1, len(reply.body) // 2)])
         if fault is not Fault.DELAY:
             record(f"fault:{fault}" if fault else reply.outcome, viewer.id)
+        if fault is Fault.DROP_AFTER:
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
         low, high = self._latency
         if high > 0:
             await asyncio.sleep(self._rng.uniform(low, high))
@@ -400,7 +432,11 @@ class FakeBioTorrents:
             302,
             page,
             "text/html; charset=UTF-8",
-            headers={"Location": "login.php"},
+            # logout() also sets a redirect cookie and deletes the session ones.
+            headers={
+                "Location": "login.php",
+                "Set-Cookie": "redirect=%2Fapi.php; Max-Age=1800; path=/",
+            },
             outcome="login-redirect",
         )
 

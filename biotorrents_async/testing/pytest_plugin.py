@@ -9,11 +9,15 @@ Installed with the package, so no import is needed:
 - ``biotorrents_client``: a :class:`BioTorrentsClient` connected to it with the demo
   user's token and cookies (full-user mode), fast retries, the same rule.
 
-The async fixtures need pytest-asyncio (any mode).
+The async fixtures need pytest-asyncio, in any mode: an ``async def`` test that
+takes ``biotorrents_client`` or ``biotorrents_server`` is marked
+``@pytest.mark.asyncio`` by this plugin, so it runs even in pytest-asyncio's
+default strict mode, with no configuration.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 
 import pytest
@@ -26,6 +30,35 @@ try:
     from pytest_asyncio import fixture as _async_fixture
 except ImportError:  # pragma: no cover - only without pytest-asyncio
     _async_fixture = pytest.fixture  # type: ignore[assignment]
+    _HAS_ASYNCIO = False
+else:
+    _HAS_ASYNCIO = True
+
+_ASYNC_FIXTURES = frozenset({"biotorrents_client", "biotorrents_server"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Collector, name: str, obj: object
+) -> None:
+    """Mark async tests that use this plugin's fixtures as asyncio tests.
+
+    In pytest-asyncio's strict mode (its default) an unmarked ``async def`` test
+    is not run; a test that asks for a running fake server clearly is one.
+    """
+    if not _HAS_ASYNCIO or not inspect.iscoroutinefunction(obj):
+        return
+    if not isinstance(collector, pytest.Module | pytest.Class):
+        return
+    if not collector.funcnamefilter(name):
+        return
+    try:
+        wanted = set(inspect.signature(obj).parameters)
+    except (TypeError, ValueError):  # pragma: no cover - exotic callables
+        return
+    marks = getattr(obj, "pytestmark", [])
+    if wanted & _ASYNC_FIXTURES and not any(m.name == "asyncio" for m in marks):
+        pytest.mark.asyncio(obj)
 
 
 @pytest.fixture

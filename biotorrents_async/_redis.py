@@ -1,0 +1,362 @@
+"""One rate allowance shared by many processes and hosts, kept in Redis.
+
+:class:`RedisPacer` implements the :class:`~biotorrents_async.Pacer` protocol with
+the same semantics as :class:`~biotorrents_async.LocalPacer`: a request holds a
+place from sending until ``RateLimit.window`` after its answer, at most
+``requests`` places are held, and waiters are served by priority (interactive
+before background, with the same bounded bypass), first come first served —
+across every process that uses the same Redis key.
+
+Each decision is one server-side Lua script, timed by the Redis server's clock
+(``TIME``), so hosts whose clocks differ still agree. Inside a process, waiters
+queue locally (:class:`~biotorrents_async._pacing.WaitQueue`) and only the head
+competes in Redis, so Redis sees one waiter per process, not one per task.
+
+Faults:
+
+- A process killed while holding a place: the place was leased until
+  ``request_timeout + window`` after sending, and expires then.
+- A process killed while waiting: its queue entry carries a heartbeat and is
+  dropped after ``heartbeat`` seconds.
+- Redis unreachable: :class:`~biotorrents_async.PacerUnavailableError`, raised
+  before anything is sent (never a hang: the connection made from a URL has
+  short socket timeouts; never a burst: nothing is sent without a place).
+- Redis restarted (or the keys evicted): the script finds its state missing,
+  cannot know what was sent in the last window, and holds everyone for one
+  window; answers that arrive afterwards put their holds back.
+
+Needs the ``redis`` extra: ``pip install "biotorrents-async[redis]"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ._pacing import INTERACTIVE, MAX_BYPASS, Waiter, WaitQueue
+from ._policy import RateLimit
+from .exceptions import PacerUnavailableError
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+__all__ = ["RedisPacer", "account_key"]
+
+logger = logging.getLogger("biotorrents_async.pacing")
+
+# One script for every operation, so that each decision is atomic and timed by
+# the Redis server's clock. Keys share one hash tag (Redis Cluster friendly).
+#   held   ZSET lease -> expiry (ms): in flight until sent+timeout+window, then
+#          answer+window
+#   queue  ZSET waiter -> priority * 2^40 + ticket (served lowest first)
+#   age    ZSET waiter -> ticket (the oldest waiter, for the bounded bypass)
+#   alive  ZSET waiter -> heartbeat deadline (ms)
+#   state  HASH epoch, ticket, bypassed, paused (ms)
+_SCRIPT = """
+local held, queue, age, alive, state = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local op, window = ARGV[1], tonumber(ARGV[2])
+local keep = 86400000
+if redis.call('HSETNX', state, 'epoch', now) == 1 then
+  -- No state: a first use, a restart or an eviction. What was sent in the last
+  -- window is unknown, so nobody sends for one window.
+  redis.call('HSET', state, 'paused', now + window)
+end
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, keep) end
+if op == 'release' then
+  if ARGV[4] == '1' then
+    redis.call('ZADD', held, now + window, ARGV[3])
+  else
+    redis.call('ZREM', held, ARGV[3])
+  end
+  return {1, 0}
+end
+if op == 'pause' then
+  local until_ = now + tonumber(ARGV[3])
+  if until_ > tonumber(redis.call('HGET', state, 'paused') or '0') then
+    redis.call('HSET', state, 'paused', until_)
+  end
+  return {1, 0}
+end
+if op == 'leave' then
+  redis.call('ZREM', queue, ARGV[3])
+  redis.call('ZREM', age, ARGV[3])
+  redis.call('ZREM', alive, ARGV[3])
+  return {1, 0}
+end
+-- acquire: waiter, priority, lease, requests, lease_ms, heartbeat_ms, max_bypass
+local waiter, priority, lease = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local requests, lease_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local heartbeat, max_bypass = tonumber(ARGV[8]), tonumber(ARGV[9])
+redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+for _, dead in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', now)) do
+  redis.call('ZREM', queue, dead)
+  redis.call('ZREM', age, dead)
+  redis.call('ZREM', alive, dead)
+end
+local ticket = redis.call('ZSCORE', age, waiter)
+if not ticket then
+  ticket = redis.call('HINCRBY', state, 'ticket', 1)
+  redis.call('ZADD', age, ticket, waiter)
+end
+redis.call('ZADD', queue, priority * 1099511627776 + tonumber(ticket), waiter)
+redis.call('ZADD', alive, now + heartbeat, waiter)
+local paused = tonumber(redis.call('HGET', state, 'paused') or '0')
+if paused > now then return {0, paused - now} end
+local bypassed = tonumber(redis.call('HGET', state, 'bypassed') or '0')
+local oldest = redis.call('ZRANGE', age, 0, 0)[1]
+local head = redis.call('ZRANGE', queue, 0, 0)[1]
+if bypassed >= max_bypass then head = oldest end
+if head ~= waiter then return {0, -1} end
+if redis.call('ZCARD', held) >= requests then
+  local first = tonumber(redis.call('ZRANGE', held, 0, 0, 'WITHSCORES')[2])
+  -- Every place in flight: its answer, not the clock, frees one; look again soon.
+  if first - now > window then return {0, -1} end
+  return {0, first - now}
+end
+redis.call('ZREM', queue, waiter)
+redis.call('ZREM', age, waiter)
+redis.call('ZREM', alive, waiter)
+if oldest == waiter then
+  redis.call('HSET', state, 'bypassed', 0)
+else
+  redis.call('HINCRBY', state, 'bypassed', 1)
+end
+redis.call('ZADD', held, now + lease_ms, lease)
+return {1, 0}
+"""
+
+
+def account_key(token: str | None, cookies: Mapping[str, str] | None) -> str:
+    """Return a Redis key naming the account behind these credentials.
+
+    The ``userid`` cookie when there is one; otherwise a hash of the token (the
+    token alone does not say whose it is). Give the same ``key`` to every
+    process of one account, whatever their credentials.
+    """
+    if cookies and cookies.get("userid"):
+        return f"user:{cookies['userid']}"
+    digest = hashlib.sha256((token or "").encode()).hexdigest()[:16]
+    return f"token:{digest}"
+
+
+class RedisPacer:
+    """Pacing state in Redis: one allowance for every process using ``key``.
+
+    Use it as ``BioTorrentsClient(token, pacer=RedisPacer(url, key=...))``. Give
+    every process of one account the same ``key`` (the account's user id, say)
+    and the same rule; different accounts need different keys.
+
+    Args:
+        redis: A ``redis://`` URL, or a ``redis.asyncio.Redis`` client of yours
+            (borrowed: never closed).
+        rate_limit: The server's rule (:meth:`RateLimit.default`).
+        key: Names the account; keys are ``{prefix:key}:...``.
+        prefix: The first part of every Redis key.
+        request_timeout: The longest a request can take (the client's
+            ``timeout``); a killed process's places expire this long plus one
+            window after it sent.
+        poll: Seconds between checks while another process is first in line.
+            ``None`` means ``window / 60``, at least 2 ms and at most 0.25 s.
+        heartbeat: Seconds after which a waiting process that stopped checking
+            (killed) leaves the queue. ``None`` means one window, at most 2 s:
+            a killed waiter then never holds the others up longer than a killed
+            request does.
+        max_bypass: See :data:`~biotorrents_async._pacing.MAX_BYPASS`.
+
+    Raises:
+        ImportError: The ``redis`` package is missing (install the extra).
+    """
+
+    def __init__(
+        self,
+        redis: str | redis.asyncio.Redis,
+        *,
+        rate_limit: RateLimit = RateLimit.default(),  # noqa: B008
+        key: str = "default",
+        prefix: str = "biotorrents",
+        request_timeout: float = 30.0,
+        poll: float | None = None,
+        heartbeat: float | None = None,
+        max_bypass: int = MAX_BYPASS,
+    ) -> None:
+        try:
+            import redis.asyncio as redis_asyncio
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError(
+                "RedisPacer needs the redis package: "
+                'pip install "biotorrents-async[redis]"'
+            ) from exc
+        if not isinstance(rate_limit, RateLimit):
+            raise ValueError("rate_limit must be a RateLimit")
+        if not isinstance(key, str) or not key:
+            raise ValueError("key must be a non-empty str")
+        if isinstance(redis, str):
+            self._redis: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
+                redis, socket_timeout=5.0, socket_connect_timeout=5.0
+            )
+            self._owned = True
+        else:
+            self._redis = redis
+            self._owned = False
+        self._limit = rate_limit
+        tag = f"{{{prefix}:{key}}}"
+        self._keys = [f"{tag}:{name}" for name in ("held", "queue", "age", "alive")]
+        self._keys.append(f"{tag}:state")
+        self._window_ms = round(rate_limit.window * 1000)
+        self._lease_ms = round((request_timeout + rate_limit.window) * 1000)
+        self._poll = (
+            min(0.25, max(0.002, rate_limit.window / 60)) if poll is None else poll
+        )
+        if heartbeat is None:
+            heartbeat = min(2.0, rate_limit.window)
+        self._heartbeat = max(heartbeat, 4 * self._poll)
+        self._heartbeat_ms = round(self._heartbeat * 1000)
+        self._max_bypass = max_bypass
+        self._me = secrets.token_hex(8)  # this process's entry in the shared queue
+        self._queue = WaitQueue(max_bypass)
+        self._script = self._redis.register_script(_SCRIPT)
+        self._background: set[asyncio.Task[Any]] = set()
+        self.waits = 0
+        """How many callers had to wait for a place or a pause."""
+
+    def __repr__(self) -> str:
+        return f"<RedisPacer key={self._keys[-1].removesuffix(':state')!r}>"
+
+    @property
+    def limit(self) -> RateLimit:
+        """The rule being kept."""
+        return self._limit
+
+    async def _run(self, *args: str | int) -> list[int]:
+        from redis.exceptions import RedisError
+
+        try:
+            result = await self._script(keys=self._keys, args=list(args))
+        except (RedisError, OSError) as exc:
+            raise PacerUnavailableError(
+                f"the shared pacing store (Redis) failed: {type(exc).__name__}: "
+                f"{exc}; nothing was sent"
+            ) from exc
+        return [int(x) for x in result]
+
+    async def pause(self, seconds: float) -> None:
+        """Let nobody, in any process of this key, send for ``seconds``."""
+        await self._run("pause", self._window_ms, round(seconds * 1000))
+
+    async def aclose(self) -> None:
+        """Close the Redis connection if this pacer opened it."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._owned:
+            await self._redis.aclose()
+
+    def _in_background(self, *args: str | int) -> None:
+        task = asyncio.ensure_future(self._run(*args))
+        self._background.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("pacing: could not update Redis: %s", task.exception())
+
+    async def _acquire(self, slot: _RedisSlot) -> None:
+        queue = self._queue
+        waiter = slot.waiter = queue.push(slot.priority)
+        waited = False
+        try:
+            while True:
+                waiter.event.clear()
+                if queue.head() is not waiter:
+                    await waiter.event.wait()
+                    continue
+                granted, wait_ms = await self._run(
+                    "acquire",
+                    self._window_ms,
+                    self._me,
+                    waiter.priority,
+                    slot.lease,
+                    self._limit.requests,
+                    self._lease_ms,
+                    self._heartbeat_ms,
+                    self._max_bypass,
+                )
+                if granted:
+                    break
+                if not waited:
+                    waited = True
+                    self.waits += 1
+                # Another process is first (-1): look again soon. Otherwise the
+                # script says when the first place frees.
+                wait = self._poll if wait_ms < 0 else wait_ms / 1000
+                # Check in often enough to stay in the queue (the heartbeat).
+                wait = min(wait, self._heartbeat / 3)
+                if wait >= 1:
+                    logger.debug("pacing: waiting %.3fs for a free slot", wait)
+                try:
+                    # A more urgent local caller wakes us to take over the turn.
+                    async with asyncio.timeout(wait):
+                        await waiter.event.wait()
+                except TimeoutError:
+                    pass
+        except BaseException:
+            queue.remove(waiter)
+            # The script may have granted the lease just as we gave up: give it
+            # back unused (a no-op if it was not granted).
+            self._in_background("release", self._window_ms, slot.lease, 0)
+            if not queue:
+                # Nobody here waits any more: leave the shared queue, or this
+                # process would stand in the others' way until its heartbeat ends.
+                self._in_background("leave", self._window_ms, self._me)
+            queue.wake_head()
+            raise
+        finally:
+            slot.waiter = None
+        queue.grant(waiter)
+        queue.wake_head()
+
+    async def _release(self, slot: _RedisSlot) -> None:
+        try:
+            await self._run("release", self._window_ms, slot.lease, int(slot.used))
+        except PacerUnavailableError as exc:
+            # The lease stays as it was sent: it expires request_timeout +
+            # window after sending, which is later than needed, never sooner.
+            logger.warning("pacing: %s", exc)
+
+    def slot(self, priority: int = INTERACTIVE) -> _RedisSlot:
+        """Return a slot to hold around one attempt."""
+        return _RedisSlot(self, priority)
+
+
+class _RedisSlot:
+    __slots__ = ("_pacer", "lease", "priority", "used", "waiter")
+
+    def __init__(self, pacer: RedisPacer, priority: int) -> None:
+        self._pacer = pacer
+        self.priority = priority
+        self.lease = secrets.token_hex(8)
+        self.used = True
+        self.waiter: Waiter | None = None
+
+    async def __aenter__(self) -> None:
+        await self._pacer._acquire(self)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._pacer._release(self)
+
+    def prioritize(self, priority: int) -> None:
+        """Raise this slot's priority while it waits (a lower number)."""
+        self.priority = min(self.priority, priority)
+        waiter = self.waiter
+        if waiter is not None and self._pacer._queue.prioritize(waiter, priority):
+            self._pacer._queue.wake_head()
+
+    def unused(self) -> None:
+        """Give the place back uncounted when the block ends."""
+        self.used = False

@@ -1,0 +1,191 @@
+"""RedisPacer against a real redis-server: one allowance for many processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from support import free_port, redis_server
+
+from biotorrents_async import (
+    BioTorrentsClient,
+    PacerUnavailableError,
+    RateLimit,
+    RedisPacer,
+    RetryPolicy,
+)
+from biotorrents_async._pacing import BACKGROUND, INTERACTIVE
+from biotorrents_async.testing import FakeBioTorrents
+
+WORKER = Path(__file__).parent / "redis_worker.py"
+RULE = RateLimit(2, 0.2)
+
+
+@pytest.fixture
+def key() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBioTorrents]:
+    async with FakeBioTorrents(rate_limit=RULE, latency=(0.001, 0.005)) as server:
+        yield server
+
+
+def rejected(fake: FakeBioTorrents) -> int:
+    return sum(r.outcome == "rate-limited" for r in fake.requests)
+
+
+async def test_many_callers_in_one_process(
+    redis_url: str, key: str, fake: FakeBioTorrents
+) -> None:
+    pacer = RedisPacer(redis_url, rate_limit=RULE, key=key)
+    async with BioTorrentsClient(
+        fake.token, base_url=fake.url, pacer=pacer, retry=RetryPolicy.none()
+    ) as client:
+        await asyncio.gather(*(client.users.search("a", page=p) for p in range(1, 13)))
+    await pacer.aclose()
+    assert len(fake.requests) == 12
+    assert rejected(fake) == 0
+
+
+async def _worker(
+    redis_url: str, fake: FakeBioTorrents, key: str, callers: int, first: int
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(WORKER),
+        redis_url,
+        fake.url,
+        fake.token,
+        key,
+        str(RULE.per),
+        str(callers),
+        "1",
+        str(first),
+        stdout=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_four_processes_share_one_allowance(
+    redis_url: str, key: str, fake: FakeBioTorrents
+) -> None:
+    workers = [await _worker(redis_url, fake, key, 10, 1 + 100 * n) for n in range(4)]
+    outputs = await asyncio.wait_for(
+        asyncio.gather(*(w.communicate() for w in workers)), 60
+    )
+    assert [w.returncode for w in workers] == [0] * 4
+    assert all(out.decode().splitlines()[-1] == "done" for out, _ in outputs)
+    assert len(fake.requests) == 40
+    assert rejected(fake) == 0
+
+
+async def test_kill_9_of_one_process_blocks_the_others_briefly(
+    redis_url: str, key: str, fake: FakeBioTorrents
+) -> None:
+    workers = [await _worker(redis_url, fake, key, 10, 1 + 100 * n) for n in range(4)]
+    victim = workers[0]
+    assert victim.stdout is not None
+    await asyncio.wait_for(victim.stdout.readline(), 30)  # it is under way
+    victim.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    await victim.wait()
+    outputs = await asyncio.wait_for(
+        asyncio.gather(*(w.communicate() for w in workers[1:])), 60
+    )
+    assert [w.returncode for w in workers[1:]] == [0] * 3
+    assert all(out.decode().splitlines()[-1] == "done" for out, _ in outputs)
+    assert rejected(fake) == 0
+    # Its places expire at most request_timeout (1 s) + one window after sending.
+    after = [r.time for r in fake.requests if r.time >= killed_at]
+    gaps = [b - a for a, b in zip([killed_at, *after], after, strict=False)]
+    assert max(gaps) < 1.0 + RULE.window + 0.5
+
+
+async def test_a_dead_holders_place_expires(redis_url: str, key: str) -> None:
+    rule = RateLimit(1, 0.1, margin=0)
+    dead = RedisPacer(redis_url, rate_limit=rule, key=key, request_timeout=0.3)
+    alive = RedisPacer(redis_url, rate_limit=rule, key=key, request_timeout=0.3)
+    await dead.slot().__aenter__()  # sent, and never answered: killed
+    started = time.monotonic()
+    async with asyncio.timeout(2), alive.slot():
+        waited = time.monotonic() - started
+    assert 0.25 < waited < 0.3 + 0.1 + 0.3
+    await dead.aclose()
+    await alive.aclose()
+
+
+async def test_priorities_hold_across_processes(redis_url: str, key: str) -> None:
+    rule = RateLimit(1, 0.05, margin=0)
+    first, second, third = (
+        RedisPacer(redis_url, rate_limit=rule, key=key) for _ in range(3)
+    )
+    order: list[str] = []
+
+    async def one(pacer: RedisPacer, name: str, priority: int) -> None:
+        async with pacer.slot(priority):
+            order.append(name)
+
+    await one(first, "first", INTERACTIVE)  # opens the state; holds the place
+    background = asyncio.create_task(one(second, "background", BACKGROUND))
+    await asyncio.sleep(0.02)  # queued in Redis before the direct call
+    direct = asyncio.create_task(one(third, "direct", INTERACTIVE))
+    await asyncio.gather(background, direct)
+    assert order == ["first", "direct", "background"]
+    for pacer in (first, second, third):
+        await pacer.aclose()
+
+
+async def test_unreachable_redis_is_a_clear_error_and_sends_nothing(
+    fake: FakeBioTorrents,
+) -> None:
+    pacer = RedisPacer(f"redis://127.0.0.1:{free_port()}/0", rate_limit=RULE)
+    async with BioTorrentsClient(
+        fake.token, base_url=fake.url, pacer=pacer, retry=RetryPolicy.none()
+    ) as client:
+        started = time.monotonic()
+        with pytest.raises(PacerUnavailableError, match="nothing was sent"):
+            await client.index()
+    assert time.monotonic() - started < 6
+    assert fake.requests == []
+    await pacer.aclose()
+
+
+async def test_an_outage_and_a_restart_mid_run(fake: FakeBioTorrents, key: str) -> None:
+    if not os.environ.get("BIOTORRENTS_TEST_REDIS_URL") and not _has_redis():
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    with redis_server(port) as url:
+        pacer = RedisPacer(url, rate_limit=RULE, key=key)
+        client = BioTorrentsClient(
+            fake.token, base_url=fake.url, pacer=pacer, retry=RetryPolicy.none()
+        )
+        await client.users.search("a", page=1)
+        await client.users.search("a", page=2)
+    # Redis is gone: a clear error, quickly, and nothing sent.
+    sent = len(fake.requests)
+    with pytest.raises(PacerUnavailableError):
+        await client.users.search("a", page=3)
+    assert len(fake.requests) == sent
+    with redis_server(port):
+        # A restarted Redis has no state: nobody sends for one window, so the
+        # two places just used are not handed out again at once.
+        started = time.monotonic()
+        await client.users.search("a", page=4)
+        assert time.monotonic() - started >= RULE.window * 0.9
+        await asyncio.gather(*(client.users.search("a", page=p) for p in range(5, 9)))
+        await client.aclose()
+        await pacer.aclose()
+    assert rejected(fake) == 0
+
+
+def _has_redis() -> bool:
+    return shutil.which("redis-server") is not None
