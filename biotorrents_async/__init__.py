@@ -23,6 +23,8 @@ from ._client import BioTorrentsClient
 from ._pacing import LocalPacer, Pacer
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer
+from ._stores import CursorStore, FileStore, MemoryStore, RedisStore
+from ._watch import WatchStream, merge_streams
 from .exceptions import (
     ApiError,
     ArgumentError,
@@ -31,9 +33,9 @@ from .exceptions import (
     CookiesRequiredError,
     LegacyApiUnavailableError,
     NotFoundError,
-    PacerUnavailableError,
     RateLimitError,
     ResponseError,
+    SharedStoreError,
     TransportError,
 )
 from .models import (
@@ -81,6 +83,13 @@ __all__ = [
     "Pacer",
     "LocalPacer",
     "RedisPacer",
+    # watch streams
+    "WatchStream",
+    "merge_streams",
+    "CursorStore",
+    "MemoryStore",
+    "FileStore",
+    "RedisStore",
     # errors
     "BioTorrentsError",
     "AuthenticationError",
@@ -91,7 +100,7 @@ __all__ = [
     "TransportError",
     "ResponseError",
     "LegacyApiUnavailableError",
-    "PacerUnavailableError",
+    "SharedStoreError",
     "ArgumentError",
     # models
     "Page",

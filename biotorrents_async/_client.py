@@ -24,6 +24,7 @@ from ._pacing import Pacer, background
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer
 from ._session import DEFAULT_MAX_BODY_SIZE, ApiSession
+from ._watch import WatchHub
 from .models import Index
 
 __all__ = ["BioTorrentsClient"]
@@ -317,14 +318,26 @@ class BioTorrentsClient:
         )
         self._owned_pacer: RedisPacer | None = None
         self._converter = default_converter()
+        self._hub = WatchHub(
+            index=self.index,
+            conversations=lambda n, unread: self.inbox.conversations(
+                page=n, unread_first=unread
+            ),
+            torrents=lambda n: self.notifications.torrents(page=n),
+            alerts=lambda: self.notifications.alerts(),
+            closed=lambda: self._session.closed,
+        )
         self.users = Users(self._session, self._converter)
         """Profiles, user search, community stats, recents and forum posts."""
-        self.inbox = Inbox(self._session, self._converter)
+        self.inbox = Inbox(self._session, self._converter, self._hub)
         """Your conversations, and a watch stream of new ones."""
         self.bookmarks = Bookmarks(self._session, self._converter)
         """Your bookmarked torrent groups and artists."""
         self.notifications = Notifications(
-            self._session, self._converter, cookies=checked_cookies is not None
+            self._session,
+            self._converter,
+            self._hub,
+            cookies=checked_cookies is not None,
         )
         """Torrent-filter notifications and site alerts, and their watch streams."""
 
@@ -462,6 +475,7 @@ class BioTorrentsClient:
         ``RuntimeError``; nothing is sent afterwards. A borrowed session is left
         open.
         """
+        await self._hub.close()
         await self._session.close()
         if self._owned_pacer is not None:
             await self._owned_pacer.aclose()

@@ -243,7 +243,11 @@ def make_converter(*, strict: bool = False, detailed: bool = False) -> Converter
             return {}
         if not isinstance(value, dict):
             raise _fail(value, "an object of notices")
-        return {_to_str(k): conv.structure(v, Alert) for k, v in value.items()}
+        # The server files each notice under its kind; the model carries it.
+        return {
+            _to_str(k): attrs.evolve(conv.structure(v, Alert), kind=_to_str(k))
+            for k, v in value.items()
+        }
 
     alerts_type = dict[str, Alert]
     conv.register_structure_hook_func(lambda tp: tp == alerts_type, alerts)

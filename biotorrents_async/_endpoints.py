@@ -19,6 +19,8 @@ from ._converter import structure, structure_page
 from ._pacing import background
 from ._policy import RetryPolicy
 from ._session import ApiSession
+from ._stores import CursorStore
+from ._watch import WatchHub, WatchStream, open_stream
 from .exceptions import ApiError, ArgumentError, CookiesRequiredError, NotFoundError
 from .models import (
     Alert,
@@ -99,9 +101,35 @@ def _text(name: str, value: object) -> str:
 
 
 class _Endpoint:
-    def __init__(self, session: ApiSession, converter: cattrs.Converter) -> None:
+    def __init__(
+        self,
+        session: ApiSession,
+        converter: cattrs.Converter,
+        hub: WatchHub | None = None,
+    ) -> None:
         self._session = session
         self._converter = converter
+        self._hub = hub
+
+    def _stream(
+        self,
+        kind: str,
+        interval: float | None,
+        store: CursorStore | None,
+        include_unread: bool,
+        name: str | None,
+    ) -> WatchStream[Any]:
+        if self._hub is None:  # pragma: no cover - the client gives every area one
+            raise RuntimeError("this area cannot be watched")
+        return open_stream(
+            self._hub,
+            kind,
+            rule=self._session.rate_limit,
+            interval=interval,
+            store=store,
+            include_unread=include_unread,
+            name=name,
+        )
 
     async def _get(self, action: str, cl: Any, params: Mapping[str, str]) -> Any:
         raw = await self._session.request(action, params)
@@ -325,6 +353,42 @@ class Inbox(_Endpoint):
             ) from None
         return result
 
+    def watch(
+        self,
+        *,
+        interval: float | None = None,
+        store: CursorStore | None = None,
+        include_unread: bool = False,
+        name: str | None = None,
+    ) -> WatchStream[ConversationSummary]:
+        """Watch for new conversations and new replies, until closed.
+
+        Yields a :class:`ConversationSummary` when a conversation first appears
+        and again each time its last-message ``date`` moves forward (a reply).
+        Items come oldest first, each once; see the module
+        :mod:`biotorrents_async._watch` and README's "Writing a bot" for the
+        guarantees. Use it with ``async with`` for a clean stop::
+
+            async with client.inbox.watch(store=FileStore("bot.db")) as stream:
+                async for conversation in stream:
+                    print(conversation.subject)
+
+        Args:
+            interval: Seconds between polls. The default leaves at least half of
+                the allowance to direct calls (6.1 s for BioTorrents' rule);
+                all streams of a client poll together, one request a round.
+            store: Where the cursor lives (:class:`MemoryStore` by default;
+                :class:`FileStore` or :class:`RedisStore` survive restarts).
+            include_unread: On the very first start (an empty store), also
+                yield the conversations that are unread now. By default only
+                what arrives after the start is yielded.
+            name: The cursor's name in the store (default ``"inbox"``).
+
+        Raises:
+            ValueError: An argument is invalid (before anything is sent).
+        """
+        return self._stream("inbox", interval, store, include_unread, name)
+
 
 class Bookmarks(_Endpoint):
     """Your bookmarks (the server sends them all at once, unpaged)."""
@@ -355,9 +419,14 @@ class Notifications(_Endpoint):
     """Torrent-filter notifications and site alerts."""
 
     def __init__(
-        self, session: ApiSession, converter: cattrs.Converter, *, cookies: bool
+        self,
+        session: ApiSession,
+        converter: cattrs.Converter,
+        hub: WatchHub | None = None,
+        *,
+        cookies: bool,
     ) -> None:
-        super().__init__(session, converter)
+        super().__init__(session, converter, hub)
         self._cookies = cookies
 
     def _need_cookies(self, what: str) -> None:
@@ -407,6 +476,49 @@ class Notifications(_Endpoint):
         start, checked = _positive("start_page", start_page), _optional_limit(limit)
         self._need_cookies("notifications.iter_torrents()")
         return self._iterate(_NOTIFICATIONS, {}, start, checked)
+
+    def watch_torrents(
+        self,
+        *,
+        interval: float | None = None,
+        store: CursorStore | None = None,
+        include_unread: bool = False,
+        name: str | None = None,
+    ) -> WatchStream[TorrentNotification]:
+        """Watch for new torrent-filter hits, each yielded once, oldest first.
+
+        Listing the hits marks all of them read on the server (the site does the
+        same); the stream does not rely on ``unread``. Arguments as for
+        :meth:`Inbox.watch` (``include_unread``: the hits unread at the very first
+        start; ``name`` defaults to ``"torrents"``).
+
+        Raises:
+            CookiesRequiredError: The client has only a token; nothing is sent.
+            ValueError: An argument is invalid.
+        """
+        stream = self._stream("torrents", interval, store, include_unread, name)
+        self._need_cookies("notifications.watch_torrents()")
+        return stream
+
+    def watch_alerts(
+        self,
+        *,
+        interval: float | None = None,
+        store: CursorStore | None = None,
+        include_unread: bool = False,
+        name: str | None = None,
+    ) -> WatchStream[Alert]:
+        """Watch for site notices: each alert once per appearance, kind included.
+
+        An alert is new when it (its kind, id, message and link) was not pending
+        at the previous check; once it is gone and comes back, it is new again.
+        Arguments as for :meth:`Inbox.watch` (``include_unread``: the alerts
+        pending at the very first start; ``name`` defaults to ``"alerts"``).
+
+        Raises:
+            ValueError: An argument is invalid.
+        """
+        return self._stream("alerts", interval, store, include_unread, name)
 
     async def alerts(self) -> dict[str, Alert]:
         """Fetch pending pop-up notices, keyed by type name (``{}`` if none)."""

@@ -18,7 +18,7 @@ Faults:
   ``request_timeout + window`` after sending, and expires then.
 - A process killed while waiting: its queue entry carries a heartbeat and is
   dropped after ``heartbeat`` seconds.
-- Redis unreachable: :class:`~biotorrents_async.PacerUnavailableError`, raised
+- Redis unreachable: :class:`~biotorrents_async.SharedStoreError`, raised
   before anything is sent (never a hang: the connection made from a URL has
   short socket timeouts; never a burst: nothing is sent without a place).
 - Redis restarted (or the keys evicted): the script finds its state missing,
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._pacing import INTERACTIVE, MAX_BYPASS, Waiter, WaitQueue
 from ._policy import RateLimit
-from .exceptions import PacerUnavailableError
+from .exceptions import SharedStoreError
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -239,7 +239,7 @@ class RedisPacer:
         try:
             result = await self._script(keys=self._keys, args=list(args))
         except (RedisError, OSError) as exc:
-            raise PacerUnavailableError(
+            raise SharedStoreError(
                 f"the shared pacing store (Redis) failed: {type(exc).__name__}: "
                 f"{exc}; nothing was sent"
             ) from exc
@@ -324,7 +324,7 @@ class RedisPacer:
     async def _release(self, slot: _RedisSlot) -> None:
         try:
             await self._run("release", self._window_ms, slot.lease, int(slot.used))
-        except PacerUnavailableError as exc:
+        except SharedStoreError as exc:
             # The lease stays as it was sent: it expires request_timeout +
             # window after sending, which is later than needed, never sooner.
             logger.warning("pacing: %s", exc)

@@ -268,6 +268,11 @@ class ApiSession:
         return self._closed
 
     @property
+    def rate_limit(self) -> RateLimit | None:
+        """The rule this session paces to, or ``None``."""
+        return self._rate_limit
+
+    @property
     def holds_connections(self) -> bool:
         """Whether this object created an aiohttp session that is still open."""
         return self._owned is not None and not self._owned.closed

@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,7 +24,9 @@ from ._client import (
     parse_cookies,
     parse_rule,
 )
-from ._output import Progress, describe_rule, emit
+from ._output import Progress, describe_rule, emit, to_jsonable
+from ._stores import FileStore
+from ._watch import WatchStream, merge_streams
 from .exceptions import BioTorrentsError
 from .models import AlertKind, Box, Page, SearchType
 
@@ -137,6 +141,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N/SECONDS",
         help="fixed-window rule, or 'none' (default: 2/6)",
     )
+    fake.add_argument(
+        "--seed", type=int, default=0, help="seed of the data set and of the faults"
+    )
+    fake.add_argument(
+        "--faults",
+        type=_fraction,
+        default=0.0,
+        metavar="RATE",
+        help="fail this share of requests at random (502, 503, drops, cut or HTML "
+        "bodies, delays, rate-limit answers), e.g. 0.2",
+    )
+    fake.add_argument(
+        "--live",
+        type=_seconds,
+        metavar="SECONDS",
+        help="every SECONDS, add a conversation, a reply, a torrent hit or an "
+        "alert for the demo user, for bots to see",
+    )
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])
@@ -170,7 +192,63 @@ def build_parser() -> argparse.ArgumentParser:
     add("alerts", help="pending site notices")
     p = add("clear", help="clear one kind of notice")
     p.add_argument("kind", choices=[k.value for k in AlertKind])
+    p = add(
+        "watch",
+        help="print one JSON line per new conversation, torrent hit or alert, "
+        "until Ctrl-C",
+    )
+    p.add_argument(
+        "streams",
+        nargs="*",
+        type=_stream_kind,
+        metavar="{inbox,torrents,alerts}",
+        help="what to watch (default: all three)",
+    )
+    p.add_argument(
+        "--interval",
+        type=_seconds,
+        help="seconds between polls (default: half the allowance, 6.1 s at 2/6)",
+    )
+    p.add_argument(
+        "--store",
+        type=Path,
+        help="keep the cursors in this SQLite file, to resume after a restart",
+    )
+    p.add_argument(
+        "--include-unread",
+        action="store_true",
+        help="on the first start, also print what is unread now",
+    )
     return parser
+
+
+def _stream_kind(text: str) -> str:
+    # Not `choices`: with nargs="*", argparse checks the empty default against them.
+    if text not in ("inbox", "torrents", "alerts"):
+        raise argparse.ArgumentTypeError(
+            f"expected inbox, torrents or alerts, got {text!r}"
+        )
+    return text
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
 
 
 def _paging(p: argparse.ArgumentParser) -> None:
@@ -345,21 +423,90 @@ async def _call(
     return await fetch(args.page)
 
 
+async def until_signal(work: Awaitable[None]) -> None:
+    """Run ``work``; SIGTERM and SIGINT stop it cleanly (streams closed, saved)."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    stopped = []
+
+    def stop() -> None:
+        stopped.append(True)
+        task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+async def run_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    """Print one JSON line per new item of the chosen streams until interrupted."""
+    client = make_client(args)
+    kinds = list(dict.fromkeys(args.streams or ["inbox", "torrents", "alerts"]))
+    store = FileStore(args.store) if args.store else None
+    options: dict[str, Any] = {
+        "interval": args.interval,
+        "store": store,
+        "include_unread": args.include_unread,
+    }
+    with _notes(err):
+        async with client, contextlib.AsyncExitStack() as stack:
+            opened: dict[str, Callable[..., WatchStream[Any]]] = {
+                "inbox": client.inbox.watch,
+                "torrents": client.notifications.watch_torrents,
+                "alerts": client.notifications.watch_alerts,
+            }
+            streams = [
+                await stack.enter_async_context(opened[kind](**options))
+                for kind in kinds
+            ]
+            async for stream, item in merge_streams(*streams):
+                line = {"stream": stream.kind, "item": to_jsonable(item)}
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                out.flush()
+
+
 async def run_fake_server(args: argparse.Namespace, out: TextIO) -> None:
     """Serve the fake until interrupted."""
-    from .testing import FakeBioTorrents
+    from .testing import FakeBioTorrents, FakeData
+    from .testing._live import add_live_item
 
     rule = parse_rule(args.rate_limit)
-    async with FakeBioTorrents(host=args.host, port=args.port, rate_limit=rule) as fake:
+    async with FakeBioTorrents(
+        FakeData.seeded(args.seed),
+        host=args.host,
+        port=args.port,
+        rate_limit=rule,
+        seed=args.seed,
+    ) as fake:
+        if args.faults:
+            fake.faults.randomly(args.faults, seed=args.seed)
         print(f"fake BioTorrents.de serving {fake.url}/api.php", file=out)
         print(f"  rate limit: {describe_rule(rule)}", file=out)
+        if args.faults:
+            print(f"  faults: {args.faults:.0%} of requests", file=out)
         print(f"  export BIOTORRENTS_BASE_URL={fake.url}", file=out)
         # The fake's own made-up demo credentials, public by design.
         print(f"  export BIOTORRENTS_TOKEN={fake.token}", file=out)
         cookie = "; ".join(f"{k}={v}" for k, v in fake.cookies.items())
         print(f"  export BIOTORRENTS_COOKIES='{cookie}'", file=out)
+        if args.live:
+            print(f"  live: a new item for kestrel every {args.live:g}s", file=out)
         print("Ctrl-C to stop.", file=out, flush=True)
-        await asyncio.Event().wait()
+        count = 0
+        while True:
+            await asyncio.sleep(args.live or 3600)
+            if args.live:
+                count += 1
+                add_live_item(fake.data, count)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -374,6 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_demo(parse_rule(args.rate_limit), out))
         elif args.command == "fake-server":
             asyncio.run(run_fake_server(args, out))
+        elif args.command == "watch":
+            asyncio.run(until_signal(run_watch(args, out, err)))
         else:
             asyncio.run(run_endpoint(args, out, err))
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ Everything the library raises on purpose derives from :class:`BioTorrentsError`:
     ├── TransportError             connection errors and timeouts, after retries
     ├── ResponseError              a body that is not the JSON the action promises
     │   └── LegacyApiUnavailableError   the server speaks the newer JSON:API instead
-    └── PacerUnavailableError      the shared pacing store (Redis) cannot be reached
+    └── SharedStoreError           Redis (RedisPacer, RedisStore) failed or is gone
 
 Invalid arguments raise ``ValueError`` before anything is sent; an argument of the
 wrong type raises :class:`ArgumentError`, which is both a ``ValueError`` and a
@@ -31,7 +31,7 @@ __all__ = [
     "CookiesRequiredError",
     "LegacyApiUnavailableError",
     "NotFoundError",
-    "PacerUnavailableError",
+    "SharedStoreError",
     "RateLimitError",
     "ResponseError",
     "TransportError",
@@ -137,11 +137,12 @@ class LegacyApiUnavailableError(ResponseError):
     """
 
 
-class PacerUnavailableError(BioTorrentsError):
-    """The shared pacing store (Redis) could not be reached or answered wrongly.
+class SharedStoreError(BioTorrentsError):
+    """Redis, behind a ``RedisPacer`` or ``RedisStore``, failed or is unreachable.
 
-    Nothing was sent: without the shared state the client cannot know whether the
-    account's allowance is free. The Redis error is chained as ``__cause__``.
+    For pacing, nothing was sent: without the shared state the client cannot know
+    whether the account's allowance is free. The Redis error is chained as
+    ``__cause__``.
     """
 
 

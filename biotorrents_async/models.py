@@ -512,10 +512,13 @@ class Alert:
     """A pop-up notice from ``get_user_notifications``.
 
     ``url`` is relative to the site; ``importance`` is the server's CSS class
-    (``"information"``, ``"confirmation"``, ``"warning"``, ``"error"``).
+    (``"information"``, ``"confirmation"``, ``"warning"``, ``"error"``); ``kind``
+    is the notice type (``"Inbox"``, ``"News"``, … see :class:`AlertKind`), the
+    key the server files it under.
     """
 
     id: int
     message: Text
     url: Text
     importance: str
+    kind: str = attrs.field(default="", kw_only=True)

@@ -149,12 +149,12 @@ class Router:
 
 
 @contextlib.contextmanager
-def fake_server_process() -> Iterator[tuple[str, str]]:
+def fake_server_process(*options: str) -> Iterator[tuple[str, str]]:
     """Run ``python -m biotorrents_async fake-server`` (no rate limit) on a free port.
 
     Yields the base URL and the first line it printed.
     """
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,
             "-m",
@@ -164,6 +164,7 @@ def fake_server_process() -> Iterator[tuple[str, str]]:
             "0",
             "--rate-limit",
             "none",
+            *options,
         ],
         stdout=subprocess.PIPE,
         text=True,

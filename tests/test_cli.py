@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import fake_server_process
@@ -326,3 +330,83 @@ def test_even_a_bug_is_one_line(
     assert (code, out) == (1, "")
     assert err.startswith("error: unexpected KeyError")
     assert err.count("\n") == 1
+
+
+def _cli(*argv: str, **env: str) -> subprocess.Popen[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BIOTORRENTS_")}
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "biotorrents_async", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**base, **env},
+    )
+
+
+def _credentials(url: str) -> dict[str, str]:
+    return {
+        "BIOTORRENTS_BASE_URL": url,
+        "BIOTORRENTS_TOKEN": "fake-token-kestrel-0002",
+        "BIOTORRENTS_COOKIES": "session=fake-session-kestrel; userid=2",
+        "BIOTORRENTS_RATE_LIMIT": "none",
+    }
+
+
+def test_watch_prints_json_lines_and_resumes_from_its_store(tmp_path: Path) -> None:
+    options = ("watch", "--interval", "0.1", "--store", str(tmp_path / "watch.db"))
+    with fake_server_process("--live", "0.25") as (url, _):
+        watch = _cli(*options, **_credentials(url))
+        time.sleep(4)
+        watch.send_signal(signal.SIGTERM)  # a clean stop
+        out, err = watch.communicate(timeout=30)
+        assert watch.returncode == 0, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert {line["stream"] for line in lines} == {"inbox", "torrents", "alerts"}
+        first = _identities(lines)
+        assert len(first) == len([d for d in lines if d["stream"] != "alerts"])
+        time.sleep(1)  # more arrives while it is down
+        again = _cli(*options, **_credentials(url))
+        time.sleep(3)
+        again.send_signal(signal.SIGINT)
+        out, err = again.communicate(timeout=30)
+        assert again.returncode == 0, err
+    second = _identities([json.loads(line) for line in out.splitlines()])
+    assert second
+    assert not first & second  # what was handed over is not handed over again
+
+
+def _identities(lines: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    # A conversation again with a later date is a reply, a new item; an alert
+    # that went and came back is a new appearance: alerts are left out.
+    return {
+        (
+            d["stream"],
+            d["item"].get("conv_id"),
+            d["item"].get("torrent_id"),
+            d["item"].get("date"),
+        )
+        for d in lines
+        if d["stream"] != "alerts"
+    }
+
+
+def test_fake_server_options_for_other_languages() -> None:
+    with fake_server_process("--live", "0.1", "--faults", "0.3", "--seed", "4") as (
+        url,
+        first,
+    ):
+        assert first.startswith("fake BioTorrents.de serving")
+        counts = []
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-m", "biotorrents_async", "inbox", "--json"],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**_credentials(url), "PATH": ""},
+            )
+            assert done.returncode == 0, done.stderr  # faults were retried
+            counts.append(json.loads(done.stdout)["pages"])
+            time.sleep(3)
+        assert "note:" in done.stderr or counts  # retries are announced
+    assert counts[1] >= counts[0]

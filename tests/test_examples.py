@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -25,8 +26,8 @@ def test_examples_print_what_they_promise_and_no_secret(fake_url: str) -> None:
         **os.environ,
         "BIOTORRENTS_BASE_URL": fake_url,
         "BIOTORRENTS_TOKEN": "fake-token-kestrel-0002",
+        "BIOTORRENTS_RATE_LIMIT": "none",  # the fake in the child has none either
     }
-    # Both at once: each paces itself to 2 requests per 7 s, so ~7 s in all.
     runs = {
         name: subprocess.Popen(  # noqa: S603 - our own interpreter and files
             [sys.executable, str(EXAMPLES / name)],
@@ -63,3 +64,66 @@ def test_examples_without_a_token_say_so() -> None:
         "error: set BIOTORRENTS_TOKEN or BIOTORRENTS_COOKIES (or both) to build "
         "a client from the environment"
     )
+
+
+def _run_bot(tmp_path: Path, seconds: float = 6) -> tuple[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIOTORRENTS_")}
+    done = subprocess.run(  # noqa: S603 - our own interpreter and files
+        [sys.executable, str(EXAMPLES / "inbox_bot.py"), "--seconds", str(seconds)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr
+
+
+def test_the_bot_shows_new_items_within_seconds(tmp_path: Path) -> None:
+    out, err = _run_bot(tmp_path)
+    assert "mail from" in out
+    assert "torrent hit: Sequencing run" in out
+    assert err.strip() == "stopped"  # a clean stop, by itself
+    assert (tmp_path / "inbox_bot.db").exists()  # the cursor file
+    assert not [s for s in SECRETS if s in out + err]
+
+
+async def test_the_bot_posts_each_item_to_the_webhook(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    received: list[dict[str, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(EXAMPLES / "inbox_bot.py"),
+            "--seconds",
+            "6",
+            "--webhook",
+            f"http://127.0.0.1:{port}/hook",
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await runner.cleanup()
+    assert proc.returncode == 0, err.decode()
+    texts = [r["text"] for r in received]
+    assert any(t.startswith("mail from") for t in texts)
+    assert any(t.startswith("torrent hit") for t in texts)
+    assert len(texts) == len(set(texts))  # each once
+    assert "mail from" not in out.decode()  # posted, not printed

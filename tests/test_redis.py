@@ -17,10 +17,10 @@ from support import free_port, redis_server
 
 from biotorrents_async import (
     BioTorrentsClient,
-    PacerUnavailableError,
     RateLimit,
     RedisPacer,
     RetryPolicy,
+    SharedStoreError,
 )
 from biotorrents_async._pacing import BACKGROUND, INTERACTIVE
 from biotorrents_async.testing import FakeBioTorrents
@@ -152,7 +152,7 @@ async def test_unreachable_redis_is_a_clear_error_and_sends_nothing(
         fake.token, base_url=fake.url, pacer=pacer, retry=RetryPolicy.none()
     ) as client:
         started = time.monotonic()
-        with pytest.raises(PacerUnavailableError, match="nothing was sent"):
+        with pytest.raises(SharedStoreError, match="nothing was sent"):
             await client.index()
     assert time.monotonic() - started < 6
     assert fake.requests == []
@@ -172,7 +172,7 @@ async def test_an_outage_and_a_restart_mid_run(fake: FakeBioTorrents, key: str) 
         await client.users.search("a", page=2)
     # Redis is gone: a clear error, quickly, and nothing sent.
     sent = len(fake.requests)
-    with pytest.raises(PacerUnavailableError):
+    with pytest.raises(SharedStoreError):
         await client.users.search("a", page=3)
     assert len(fake.requests) == sent
     with redis_server(port):

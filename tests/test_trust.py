@@ -220,8 +220,9 @@ async def test_an_unclosed_client_warns_with_its_name(
     aiohttp_session = client._session._owned
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda *_: None)  # aiohttp's own complaint
+    del client
     with pytest.warns(ResourceWarning, match=r"unclosed <BioTorrentsClient"):
-        del client  # no reference cycle: collected at once
+        gc.collect()
     assert aiohttp_session is not None
     await aiohttp_session.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -37,6 +37,11 @@ CLASS_LEVELS = {
     "Sysop": 1000,
 }
 EPOCH = dt.datetime(2021, 1, 18, 12, 0, 0)
+
+
+def wall_clock() -> dt.datetime:
+    """The server's clock: local time, whole seconds, like MySQL's ``NOW()``."""
+    return dt.datetime.now().replace(microsecond=0)
 
 
 def _hex(seed: str) -> str:
@@ -186,6 +191,9 @@ class FakeData:
     news: list[tuple[int, str]] = attrs.field(factory=list)
     blog: list[tuple[int, str]] = attrs.field(factory=list)
     artists: dict[int, FakeArtist] = attrs.field(factory=dict)
+    #: The server's clock: the date of what is added without one. Replace it
+    #: (with a ticking fake, say) to control dates in tests.
+    now: Callable[[], dt.datetime] = attrs.field(default=wall_clock, repr=False)
 
     # --- ids --------------------------------------------------------------------
 
@@ -224,9 +232,10 @@ class FakeData:
         """Create a conversation; messages alternate between the two, sender first.
 
         ``sender=0`` makes a system message. The recipient sees it unread unless
-        ``unread=False``.
+        ``unread=False``. The first message is dated ``sent`` (default: now, by
+        :attr:`now`), the others 7 minutes apart.
         """
-        when = sent or EPOCH
+        when = sent or self.now()
         messages = []
         for n, body in enumerate(bodies):
             author = sender if n % 2 == 0 else recipient
@@ -243,6 +252,23 @@ class FakeData:
         )
         self.conversations[conv.id] = conv
         return conv
+
+    def add_reply(
+        self,
+        conversation: FakeConversation,
+        *,
+        sender: int,
+        body: str = "Thanks!",
+        sent: dt.datetime | None = None,
+    ) -> FakeMessage:
+        """Add a message to ``conversation``; the other participant sees it unread.
+
+        It moves the conversation's date (its last message) forward for them.
+        """
+        message = FakeMessage(sender, body, sent or self.now())
+        conversation.messages.append(message)
+        conversation.unread_for |= {p for p in conversation.participants if p != sender}
+        return message
 
     def add_artist(self, name: str) -> FakeArtist:
         """Create an artist."""
@@ -299,7 +325,7 @@ class FakeData:
             seeders=seeders,
             leechers=leechers,
             snatched=snatched,
-            time=time or EPOCH,
+            time=time or self.now(),
             uploader_id=uploader,
         )
         group.torrents.append(torrent)

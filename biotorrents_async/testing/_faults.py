@@ -30,15 +30,25 @@ class FaultPlan:
 
     def __init__(self) -> None:
         self._schedule: deque[Fault | None] = deque()
+        self._by_action: dict[str, deque[Fault | None]] = {}
         self._rate = 0.0
         self._kinds: tuple[Fault, ...] = tuple(Fault)
         self._rng = random.Random(0)
         self.delay = 1.0
         self.injected: Counter[Fault] = Counter()
 
-    def schedule(self, *faults: Fault | None) -> None:
-        """Fail the next requests in this order (``None`` = no fault for that one)."""
-        self._schedule.extend(faults)
+    def schedule(self, *faults: Fault | None, action: str | None = None) -> None:
+        """Fail the next requests in this order (``None`` = no fault for that one).
+
+        Args:
+            *faults: One per request, in order.
+            action: Only requests for this action (``"notifications"``, say)
+                take these faults; others go by the general schedule.
+        """
+        if action is None:
+            self._schedule.extend(faults)
+        else:
+            self._by_action.setdefault(action, deque()).extend(faults)
 
     def randomly(
         self, rate: float, kinds: Iterable[Fault] = tuple(Fault), *, seed: int = 0
@@ -51,11 +61,16 @@ class FaultPlan:
     def clear(self) -> None:
         """Stop injecting faults."""
         self._schedule.clear()
+        self._by_action.clear()
         self._rate = 0.0
 
-    def next(self) -> Fault | None:
+    def next(self, action: str | None = None) -> Fault | None:
         """Return the fault for the request now arriving, if any."""
-        fault = self._schedule.popleft() if self._schedule else None
+        mine = self._by_action.get(action or "")
+        if mine:
+            fault = mine.popleft()
+        else:
+            fault = self._schedule.popleft() if self._schedule else None
         if fault is None and self._rate and self._rng.random() < self._rate:
             fault = self._rng.choice(self._kinds)
         if fault is not None:

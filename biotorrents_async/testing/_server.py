@@ -301,7 +301,7 @@ class FakeBioTorrents:
             reply = self._new_api_reply(request)
             record(reply.outcome)
             return self._respond(reply)
-        fault = self.faults.next()
+        fault = self.faults.next(action)
         if fault in (Fault.HTTP_502, Fault.HTTP_503):
             record(f"fault:{fault}")
             status = int(fault)

@@ -1,0 +1,163 @@
+"""Where a watch stream keeps its cursor: memory, a SQLite file, or Redis.
+
+A cursor is a small JSON-able mapping that says what a stream has handed over. The
+protocol is two coroutines, so a shared store is a few lines: :class:`RedisStore`
+is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .exceptions import SharedStoreError
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+__all__ = ["CursorStore", "FileStore", "MemoryStore", "RedisStore"]
+
+Cursor = dict[str, Any]
+
+
+class CursorStore(Protocol):
+    """Where watch streams keep their cursors, by stream name."""
+
+    async def load(self, name: str) -> Cursor | None:
+        """Return the cursor saved under ``name``, or ``None``."""
+        ...
+
+    async def save(self, name: str, cursor: Mapping[str, Any]) -> None:
+        """Replace the cursor saved under ``name``."""
+        ...
+
+
+class MemoryStore:
+    """Cursors in this process only (the default): forgotten at exit."""
+
+    def __init__(self) -> None:
+        self._cursors: dict[str, str] = {}
+
+    async def load(self, name: str) -> Cursor | None:
+        """Return the cursor saved under ``name``, or ``None``."""
+        text = self._cursors.get(name)
+        return None if text is None else dict(json.loads(text))
+
+    async def save(self, name: str, cursor: Mapping[str, Any]) -> None:
+        """Replace the cursor saved under ``name``."""
+        self._cursors[name] = json.dumps(cursor)
+
+
+class FileStore:
+    """Cursors in a SQLite file: survives restarts, crashes and ``kill -9``.
+
+    Every save is one SQLite transaction (journalled, fully synced), so a process
+    killed in the middle of a write leaves the previous cursor intact. The file
+    is written from a worker thread, never on the event loop.
+
+    Args:
+        path: The database file; created with its table if missing.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path)
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"<FileStore {str(self._path)!r}>"
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self._path, timeout=30)
+        connection.execute("PRAGMA synchronous=FULL")
+        if not self._ready:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS cursors "
+                "(name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            connection.commit()
+            self._ready = True
+        return connection
+
+    def _load(self, name: str) -> Cursor | None:
+        connection = self._connect()
+        try:
+            row = connection.execute(
+                "SELECT value FROM cursors WHERE name = ?", (name,)
+            ).fetchone()
+        finally:
+            connection.close()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def _save(self, name: str, text: str) -> None:
+        connection = self._connect()
+        try:
+            with connection:  # one transaction: all of it, or none of it
+                connection.execute(
+                    "INSERT INTO cursors (name, value) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    (name, text),
+                )
+        finally:
+            connection.close()
+
+    async def load(self, name: str) -> Cursor | None:
+        """Return the cursor saved under ``name``, or ``None``."""
+        return await asyncio.to_thread(self._load, name)
+
+    async def save(self, name: str, cursor: Mapping[str, Any]) -> None:
+        """Replace the cursor saved under ``name`` (atomically, off the loop)."""
+        await asyncio.to_thread(self._save, name, json.dumps(cursor))
+
+
+class RedisStore:
+    """Cursors in Redis, shared by the replicas of a bot.
+
+    Args:
+        redis: A ``redis://`` URL, or a ``redis.asyncio.Redis`` client of yours
+            (borrowed: never closed).
+        prefix: The start of every key: ``{prefix}{name}``.
+    """
+
+    def __init__(
+        self, redis: str | redis.asyncio.Redis, *, prefix: str = "biotorrents:cursor:"
+    ) -> None:
+        import redis.asyncio as redis_asyncio
+
+        if isinstance(redis, str):
+            self._redis: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
+                redis, socket_timeout=5.0, socket_connect_timeout=5.0
+            )
+            self._owned = True
+        else:
+            self._redis = redis
+            self._owned = False
+        self._prefix = prefix
+
+    async def load(self, name: str) -> Cursor | None:
+        """Return the cursor saved under ``name``, or ``None``."""
+        text = await self._call(self._redis.get(self._prefix + name))
+        return None if text is None else dict(json.loads(text))
+
+    async def save(self, name: str, cursor: Mapping[str, Any]) -> None:
+        """Replace the cursor saved under ``name``."""
+        await self._call(self._redis.set(self._prefix + name, json.dumps(cursor)))
+
+    async def aclose(self) -> None:
+        """Close the Redis connection if this store opened it."""
+        if self._owned:
+            await self._redis.aclose()
+
+    @staticmethod
+    async def _call(pending: Any) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await pending
+        except (RedisError, OSError) as exc:
+            raise SharedStoreError(
+                f"the cursor store (Redis) failed: {type(exc).__name__}: {exc}"
+            ) from exc

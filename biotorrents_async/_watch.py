@@ -1,0 +1,698 @@
+"""Watch streams: every new conversation, torrent hit and alert, exactly once.
+
+One :class:`WatchHub` per client polls for all of its streams, as background work,
+with **one request per interval on a quiet account**. Each interval it runs the
+next *check* of a rotation:
+
+- ``index``: the unread-conversation and torrent-notification counters (when the
+  inbox or torrent stream is open). A changed conversation count lists the inbox;
+  a non-zero torrent count lists the notifications;
+- ``alerts``: the pending notices (when the alert stream is open);
+- ``inbox``: page 1 of the inbox, while unread conversations exist (a reply to a
+  conversation that is already unread does not change the counter);
+- every tenth round, a listing of the inbox or the notifications instead, for
+  what the counters cannot show (you read something on the site meanwhile).
+
+Only when something changed are further pages fetched, and only as many as it
+takes to reach what was already seen (a burst of 60 conversations reads three
+pages; a quiet poll never reads page 2).
+
+Nothing relies on the server's ``unread`` flags: listings are compared with a
+watermark (the newest date handed over, plus the ids at that date), so the
+read-marking of ``notifications`` and a retried answer cannot hide an item.
+A round that fails part-way is dropped whole and done again, so nothing is
+skipped; items are handed over oldest first. An item counts as handed over when
+the consumer asks for the next one, or the stream closes cleanly; only then is it
+written to the cursor store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from ._pacing import background
+from ._policy import RateLimit
+from ._stores import Cursor, CursorStore, MemoryStore
+from .exceptions import AuthenticationError, BioTorrentsError
+from .models import Alert, ConversationSummary, Index, Page, TorrentNotification
+
+__all__ = [
+    "WatchHub",
+    "WatchStream",
+    "default_interval",
+    "merge_streams",
+    "open_stream",
+]
+
+logger = logging.getLogger("biotorrents_async.watch")
+
+T = TypeVar("T")
+#: Every how many rounds a listing replaces the counter check.
+RESYNC = 10
+_EPOCH = _dt.datetime.min
+
+
+def default_interval(rule: RateLimit | None) -> float:
+    """Seconds between polls that leave at least half of the allowance free.
+
+    One request per ``2 * window / requests`` seconds is half of what the rule
+    allows (6.1 s for BioTorrents' 2 per 6 s).
+    """
+    rule = rule or RateLimit.default()
+    return 2 * rule.window / rule.requests
+
+
+class _Tracker(Generic[T]):
+    """What one stream has seen (detection) and handed over (its cursor)."""
+
+    kind = ""
+
+    def __init__(self, include_unread: bool) -> None:
+        self.include_unread = include_unread
+        self.started = False  # a baseline (or a loaded cursor) exists
+
+    def load(self, cursor: Cursor) -> None:
+        raise NotImplementedError
+
+    def cursor(self) -> Cursor:
+        raise NotImplementedError
+
+    def handed_over(self, item: T) -> None:
+        raise NotImplementedError
+
+
+class _ListingTracker(_Tracker[T]):
+    """For listings sorted newest first: a watermark of (date, ids at that date).
+
+    An item is new when its date is after the watermark, or at it with an id not
+    seen at that date. Dates are the server's, at second resolution, so the ids
+    at the watermark break ties.
+    """
+
+    def __init__(self, include_unread: bool) -> None:
+        super().__init__(include_unread)
+        self.top = _EPOCH  # what has been queued
+        self.edge: set[int] = set()
+        self.done_top = _EPOCH  # what has been handed over
+        self.done_edge: set[int] = set()
+        # At a first start with include_unread: the unread items still to hand
+        # over, and the watermark to take once they all are.
+        self.backlog = 0
+        self.base: tuple[_dt.datetime, set[int]] = (_EPOCH, set())
+
+    @staticmethod
+    def key(item: T) -> tuple[_dt.datetime, int]:
+        raise NotImplementedError
+
+    @staticmethod
+    def pinned(item: T) -> bool:
+        """Whether the listing puts this item first whatever its date (sticky)."""
+        return False
+
+    def is_new(self, item: T) -> bool:
+        date, ident = self.key(item)
+        return date > self.top or (date == self.top and ident not in self.edge)
+
+    def reached_known(self, item: T) -> bool:
+        """Whether the listing has passed into what was seen: stop paging."""
+        return not self.pinned(item) and self.key(item)[0] < self.top
+
+    def accept(self, items: Sequence[T]) -> list[T]:
+        """Move the watermark past ``items``; return them oldest first."""
+        ordered = sorted(items, key=self.key)
+        for item in ordered:
+            date, ident = self.key(item)
+            if date > self.top:
+                self.top, self.edge = date, set()
+            self.edge.add(ident)
+        return ordered
+
+    def handed_over(self, item: T) -> None:
+        date, ident = self.key(item)
+        if date > self.done_top:
+            self.done_top, self.done_edge = date, set()
+        self.done_edge.add(ident)
+        if self.backlog:
+            self.backlog -= 1
+            if not self.backlog and self.base[0] >= self.done_top:
+                # The last unread item is out: what existed at the start is done.
+                top, edge = self.base
+                self.done_edge = edge | (
+                    self.done_edge if top == self.done_top else set()
+                )
+                self.done_top = top
+
+    def load(self, cursor: Cursor) -> None:
+        top = cursor.get("top")
+        self.top = self.done_top = (
+            _dt.datetime.fromisoformat(top) if isinstance(top, str) else _EPOCH
+        )
+        edge = cursor.get("edge", [])
+        self.edge = set(edge)
+        self.done_edge = set(edge)
+        self.started = True
+
+    def cursor(self) -> Cursor:
+        return {"top": self.done_top.isoformat(), "edge": sorted(self.done_edge)}
+
+    def baseline(self, newest: Sequence[T], unread: Sequence[T]) -> list[T]:
+        """First start with an empty store: note what exists, hand over nothing.
+
+        ``newest`` is page 1 of the listing; ``unread`` the unread items to hand
+        over when the stream was asked to include them.
+        """
+        self.accept([*newest, *unread])
+        self.done_top, self.done_edge = self.top, set(self.edge)
+        self.started = True
+        backlog = sorted({self.key(i)[1]: i for i in unread}.values(), key=self.key)
+        if backlog:
+            # Handed over one by one from the oldest: the cursor starts before
+            # them and takes the baseline once the last one is out.
+            self.base = (self.done_top, self.done_edge)
+            self.done_top, self.done_edge = _EPOCH, set()
+            self.backlog = len(backlog)
+        return backlog
+
+
+class _InboxTracker(_ListingTracker[ConversationSummary]):
+    kind = "inbox"
+
+    @staticmethod
+    def key(item: ConversationSummary) -> tuple[_dt.datetime, int]:
+        return (item.date or _EPOCH, item.conv_id)
+
+    @staticmethod
+    def pinned(item: ConversationSummary) -> bool:
+        # Sticky conversations come first whatever their date.
+        return item.sticky
+
+
+class _TorrentTracker(_ListingTracker[TorrentNotification]):
+    kind = "torrents"
+
+    @staticmethod
+    def key(item: TorrentNotification) -> tuple[_dt.datetime, int]:
+        # notificationTime is the torrent's upload time: newest first.
+        return (item.notification_time or _EPOCH, item.torrent_id)
+
+
+def _alert_key(alert: Alert) -> list[Hashable]:
+    return [alert.kind, alert.id, alert.message, alert.url]
+
+
+class _AlertTracker(_Tracker[Alert]):
+    """The set of pending notices: an alert is new when it was not pending."""
+
+    kind = "alerts"
+
+    def __init__(self, include_unread: bool) -> None:
+        super().__init__(include_unread)
+        self.pending: list[list[Hashable]] = []  # at the last check
+        self.done: list[list[Hashable]] = []  # handed over, and still pending
+
+    def check(self, alerts: dict[str, Alert]) -> list[Alert]:
+        current = list(alerts.values())
+        keys = [_alert_key(a) for a in current]
+        if not self.started:
+            # First start with an empty store: what is pending now is the past,
+            # unless the caller asked for it.
+            self.started = True
+            self.pending = keys
+            self.done = [] if self.include_unread else list(keys)
+            return current if self.include_unread else []
+        new = [a for a, k in zip(current, keys, strict=True) if k not in self.pending]
+        self.pending = keys
+        # Gone from the server: forget it, so that it counts anew if it returns.
+        self.done = [k for k in self.done if k in keys]
+        return new
+
+    def handed_over(self, item: Alert) -> None:
+        key = _alert_key(item)
+        if key not in self.done:
+            self.done.append(key)
+
+    def load(self, cursor: Cursor) -> None:
+        done = [list(k) for k in cursor.get("pending", [])]
+        self.pending, self.done = list(done), done
+        self.started = True
+
+    def cursor(self) -> Cursor:
+        return {"pending": self.done}
+
+
+_TRACKERS: dict[str, type[_Tracker[Any]]] = {
+    "inbox": _InboxTracker,
+    "torrents": _TorrentTracker,
+    "alerts": _AlertTracker,
+}
+
+
+def open_stream(
+    hub: WatchHub,
+    kind: str,
+    *,
+    rule: RateLimit | None,
+    interval: float | None,
+    store: CursorStore | None,
+    include_unread: bool,
+    name: str | None,
+) -> WatchStream[Any]:
+    """Validate a ``watch*`` call's arguments and return its stream (not started).
+
+    Raises:
+        ValueError: An argument is out of range or of the wrong type.
+    """
+    from .exceptions import ArgumentError
+
+    if interval is None:
+        interval = default_interval(rule)
+    elif isinstance(interval, bool) or not isinstance(interval, int | float):
+        raise ArgumentError(f"interval must be a number, got {type(interval).__name__}")
+    elif not interval > 0:
+        raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+    if store is None:
+        store = MemoryStore()
+    elif not callable(getattr(store, "load", None)) or not callable(
+        getattr(store, "save", None)
+    ):
+        raise ArgumentError("store must have async load(name) and save(name, cursor)")
+    if not isinstance(include_unread, bool):
+        raise ArgumentError("include_unread must be a bool")
+    if name is None:
+        name = kind
+    elif not isinstance(name, str) or not name:
+        raise ArgumentError("name must be a non-empty str")
+    return WatchStream(
+        hub, _TRACKERS[kind](include_unread), name=name, interval=interval, store=store
+    )
+
+
+class WatchStream(Generic[T]):
+    """An async iterator of new items that runs until closed or cancelled.
+
+    Use it with ``async with`` (or call :meth:`aclose`) so that the last item is
+    recorded as handed over::
+
+        async with client.inbox.watch(store=FileStore("bot.db")) as stream:
+            async for conversation in stream:
+                ...
+
+    Raises (from the iteration):
+        AuthenticationError: The server refused the credentials; the stream ends.
+    """
+
+    def __init__(
+        self,
+        hub: WatchHub,
+        tracker: _Tracker[T],
+        *,
+        name: str,
+        interval: float,
+        store: CursorStore,
+    ) -> None:
+        self._hub = hub
+        self._tracker = tracker
+        self.name = name
+        self.interval = interval
+        self._store = store
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._in_hand: Any = None
+        self._has_in_hand = False
+        self._started = False
+        self._closed = False
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<WatchStream {self.name!r} every {self.interval:g}s>"
+
+    @property
+    def kind(self) -> str:
+        """``"inbox"``, ``"torrents"`` or ``"alerts"``."""
+        return self._tracker.kind
+
+    async def _start(self) -> None:
+        self._started = True
+        cursor = await self._store.load(self.name)
+        if cursor is not None:
+            self._tracker.load(cursor)
+        self._hub.add(self)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._closed:
+            raise StopAsyncIteration
+        if not self._started:
+            await self._start()
+        await self._hand_over()
+        if self._error is not None and self._queue.empty():
+            raise self._error
+        raw = await self._queue.get()
+        if raw is _END:
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        self._in_hand, self._has_in_hand = raw, True
+        result: T = raw
+        return result
+
+    async def save(self) -> None:
+        """Write the cursor (after a baseline: the start is remembered)."""
+        await self._store.save(self.name, self._tracker.cursor())
+
+    async def _hand_over(self) -> None:
+        # The consumer asked for more (or closes cleanly): the item it held is
+        # handed over; the cursor says so before anything else happens.
+        if self._has_in_hand:
+            self._has_in_hand = False
+            self._tracker.handed_over(self._in_hand)
+            await self._store.save(self.name, self._tracker.cursor())
+
+    async def aclose(self) -> None:
+        """Stop watching; the item last yielded counts as handed over."""
+        if self._closed:
+            return
+        self._closed = True
+        self._hub.remove(self)
+        await self._hand_over()
+
+    async def __aenter__(self) -> Self:
+        if not self._started:
+            await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            # The consumer failed, or was cancelled, while holding an item: it
+            # was not handed over, and comes again after a restart.
+            self._has_in_hand = False
+        await self.aclose()
+
+    # --- fed by the hub -----------------------------------------------------------
+
+    def push(self, items: Sequence[Any]) -> None:
+        for item in items:
+            self._queue.put_nowait(item)
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._queue.put_nowait(_END)
+
+    def end(self) -> None:
+        self._queue.put_nowait(_END)
+
+
+_END: Any = object()
+
+
+class WatchHub:
+    """Polls for every open watch stream of one client, one request per interval.
+
+    Args:
+        index: ``client.index``.
+        conversations: ``client.inbox.conversations`` (page, ``unread_first``).
+        torrents: ``client.notifications.torrents`` (by page number).
+        alerts: ``client.notifications.alerts``.
+        closed: Whether the client is closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        index: Callable[[], Awaitable[Index]],
+        conversations: Callable[[int, bool], Awaitable[Page[ConversationSummary]]],
+        torrents: Callable[[int], Awaitable[Page[TorrentNotification]]],
+        alerts: Callable[[], Awaitable[dict[str, Alert]]],
+        closed: Callable[[], bool],
+    ) -> None:
+        self._index = index
+        self._conversations = conversations
+        self._torrents = torrents
+        self._alerts = alerts
+        self._closed = closed
+        self._streams: list[WatchStream[Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._round = 0
+        self._unread: int | None = None  # conversations unread at the last index
+        self.checks: deque[str] = deque(maxlen=1000)
+        """The latest checks done, in order (for tests and curious users)."""
+
+    def add(self, stream: WatchStream[Any]) -> None:
+        self._streams.append(stream)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="biotorrents-watch")
+
+    def remove(self, stream: WatchStream[Any]) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+        if not self._streams and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def close(self) -> None:
+        """End every stream (the client is closing)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for stream in self._streams:
+            stream.end()
+
+    def _of(self, kind: str) -> list[WatchStream[Any]]:
+        return [s for s in self._streams if s.kind == kind]
+
+    def _rotation(self) -> list[str]:
+        inbox, torrents = self._of("inbox"), self._of("torrents")
+        checks = []
+        if inbox or torrents:
+            checks.append("index")
+        if self._of("alerts"):
+            checks.append("alerts")
+        if inbox and self._unread:
+            checks.append("inbox")
+        return checks
+
+    def _next_check(self) -> str:
+        self._round += 1
+        # A stream that has not seen anything yet goes first (its baseline).
+        for stream in self._streams:
+            if not stream._tracker.started:
+                return stream.kind
+        if self._round % RESYNC == 0:
+            listings = [k for k in ("inbox", "torrents") if self._of(k)]
+            if listings:
+                return listings[(self._round // RESYNC) % len(listings)]
+        rotation = self._rotation()
+        return rotation[self._round % len(rotation)]
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            with background():
+                while self._streams and not self._closed():
+                    interval = min(s.interval for s in self._streams)
+                    started = time.monotonic()
+                    baseline = any(not s._tracker.started for s in self._streams)
+                    check = self._next_check()
+                    self.checks.append(check)
+                    try:
+                        await self._do(check)
+                        failures = 0
+                    except BioTorrentsError as exc:
+                        if isinstance(exc, AuthenticationError):
+                            raise
+                        # Transient (the session already retried): absorb it.
+                        failures += 1
+                        pause = min(interval * 2**failures, 300.0)
+                        pause *= 1 + random.random()
+                        logger.warning(
+                            "watch: the %s check failed (%s); next try in %.1fs",
+                            check,
+                            exc,
+                            pause,
+                        )
+                        await self._sleep(pause)
+                        continue
+                    if not baseline:
+                        elapsed = time.monotonic() - started
+                        await self._sleep(max(0.0, interval - elapsed))
+        except Exception as exc:
+            if not (isinstance(exc, RuntimeError) and self._closed()):
+                # The credentials were refused (or a bug): the streams end with it.
+                for stream in list(self._streams):
+                    stream.fail(exc)
+                return
+        for stream in list(self._streams):
+            stream.end()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                # A new stream wakes the loop for its baseline.
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _do(self, check: str) -> None:
+        if check == "index":
+            me = await self._index()
+            messages = me.notifications.messages
+            if self._of("inbox") and messages != self._unread:
+                await self._list("inbox")
+            if self._of("torrents") and me.notifications.notifications:
+                await self._list("torrents")
+            self._unread = messages
+        elif check == "alerts":
+            alerts = await self._alerts()
+            for stream in self._of("alerts"):
+                tracker: _AlertTracker = stream._tracker  # type: ignore[assignment]
+                first = not tracker.started
+                stream.push(tracker.check(alerts))
+                if first:
+                    await stream.save()
+        else:
+            await self._list(check)
+
+    async def _list(self, kind: str) -> None:
+        """Page through a listing until every stream of ``kind`` is caught up.
+
+        A stream that starts with an empty store takes page 1 as its baseline.
+        Watermarks move only once the whole round has succeeded.
+        """
+        streams = self._of(kind)
+        found: dict[int, list[Any]] = {id(s): [] for s in streams}
+        pending = {id(s) for s in streams if s._tracker.started}
+        seen: set[int] = set()
+        number = 1
+        while True:
+            page = await self._page(kind, number)
+            if number == 1:
+                first = page
+            for stream in streams:
+                tracker: _ListingTracker[Any] = stream._tracker  # type: ignore[assignment]
+                if id(stream) not in pending:
+                    continue
+                for item in page.items:
+                    if tracker.reached_known(item):
+                        pending.discard(id(stream))
+                        break
+                    if tracker.is_new(item) and tracker.key(item)[1] not in seen:
+                        found[id(stream)].append(item)
+            # An item met again on the next page moved down: count it once.
+            seen.update(streams[0]._tracker.key(i)[1] for i in page.items)  # type: ignore[attr-defined]
+            if not pending or not page.has_next:
+                break
+            number += 1
+        for stream in streams:
+            tracker = stream._tracker  # type: ignore[assignment]
+            if tracker.started:
+                stream.push(tracker.accept(found[id(stream)]))
+            else:
+                backlog = []
+                if tracker.include_unread:
+                    backlog = await self._backlog(kind, first)
+                stream.push(tracker.baseline(first.items, backlog))
+                # Saved at once: after a crash, what arrived since this first
+                # start is still new.
+                await stream.save()
+
+    async def _page(
+        self, kind: str, number: int, unread_first: bool = False
+    ) -> Page[Any]:
+        if kind == "inbox":
+            return await self._conversations(number, unread_first)
+        return await self._torrents(number)
+
+    async def _backlog(self, kind: str, first: Page[Any]) -> list[Any]:
+        """What is unread at the very first start (``include_unread=True``)."""
+        unread: list[Any] = []
+        page, number = first, 1
+        if kind == "inbox":
+            # Sticky first, then unread, then read: stop at the first read one.
+            page = await self._page(kind, 1, unread_first=True)
+        while True:
+            more = [i for i in page.items if i.unread]
+            unread += more
+            if any(
+                not i.unread and not getattr(i, "sticky", False) for i in page.items
+            ):
+                return unread
+            if not page.has_next:
+                return unread
+            number += 1
+            page = await self._page(kind, number, unread_first=kind == "inbox")
+
+
+async def merge_streams(
+    *streams: WatchStream[Any],
+) -> AsyncIterator[tuple[WatchStream[Any], Any]]:
+    """Yield ``(stream, item)`` from several watch streams, as items come.
+
+    An item still counts as handed over only when the consumer asks for the next
+    one, whichever stream it came from. Open the streams first (``async with``),
+    so that closing them records the last item::
+
+        async with (
+            client.inbox.watch() as inbox,
+            client.notifications.watch_alerts() as alerts,
+        ):
+            async for stream, item in merge_streams(inbox, alerts):
+                print(stream.kind, item)
+
+    Raises:
+        BioTorrentsError: A stream ended with an error (authentication refused).
+    """
+    queue: asyncio.Queue[tuple[WatchStream[Any], Any, asyncio.Event | None]]
+    queue = asyncio.Queue()
+
+    async def pump(stream: WatchStream[Any]) -> None:
+        try:
+            async for item in stream:
+                done = asyncio.Event()
+                await queue.put((stream, item, done))
+                await done.wait()  # the consumer asked for its next item
+        except Exception as exc:  # handed to the consumer
+            await queue.put((stream, exc, None))
+            return
+        await queue.put((stream, _END, None))
+
+    tasks = [asyncio.create_task(pump(s)) for s in streams]
+    live = len(tasks)
+    held: tuple[WatchStream[Any], asyncio.Event] | None = None
+    try:
+        while live:
+            if held is not None:
+                # Asked for the next item: the one yielded is handed over now,
+                # here, not later in its stream's task.
+                await held[0]._hand_over()
+                held[1].set()
+                held = None
+            stream, item, signal = await queue.get()
+            if signal is None:
+                if item is _END:
+                    live -= 1
+                    continue
+                raise item
+            held = (stream, signal)
+            yield stream, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,559 @@
+"""Watch streams against the fake server: every item once, cheap when quiet."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import signal
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from biotorrents_async import (
+    Alert,
+    AuthenticationError,
+    BioTorrentsClient,
+    CookiesRequiredError,
+    FileStore,
+    MemoryStore,
+    RateLimit,
+    RedisStore,
+    RetryPolicy,
+    WatchStream,
+)
+from biotorrents_async.testing import FakeBioTorrents, FakeConversation, Fault
+
+RULE = RateLimit(2, 0.02)
+INTERVAL = 0.05
+FAST = RetryPolicy(attempts=6, backoff_initial=0.005, backoff_max=0.02)
+
+
+class Ticks:
+    """The fake server's clock: one second later at every reading."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 1, 1)
+
+    def __call__(self) -> dt.datetime:
+        self.now += dt.timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBioTorrents]:
+    async with FakeBioTorrents(rate_limit=RULE) as server:
+        server.data.now = Ticks()
+        yield server
+
+
+def client_for(fake: FakeBioTorrents, **kwargs: Any) -> BioTorrentsClient:
+    options: dict[str, Any] = {
+        "cookies": fake.cookies,
+        "base_url": fake.url,
+        "rate_limit": RULE,
+        "retry": FAST,
+    }
+    options.update(kwargs)
+    return BioTorrentsClient(fake.token, **options)
+
+
+class Consumer:
+    """Runs `async with stream: async for ...` in a task and records what came."""
+
+    def __init__(self, stream: WatchStream[Any], client: BioTorrentsClient) -> None:
+        self.stream = stream
+        self.client = client
+        self.items: list[tuple[int, Any]] = []  # (hub round when received, item)
+        self.arrived = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async with self.stream:
+            async for item in self.stream:
+                self.items.append((self.client._hub._round, item))
+                self.arrived.set()
+
+    async def wait_for(self, count: int, within: float = 20) -> None:
+        async with asyncio.timeout(within):
+            while len(self.items) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def started(client: BioTorrentsClient, *streams: WatchStream[Any]) -> None:
+    """Wait until every stream has its baseline."""
+    async with asyncio.timeout(10):
+        while not all(s._tracker.started for s in streams):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    rounds = client._hub._round
+    async with asyncio.timeout(10):
+        while client._hub._round < rounds + 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+def mark_all_read(fake: FakeBioTorrents) -> None:
+    for conv in fake.data.conversations.values():
+        conv.unread_for.discard(2)
+
+
+def hit(fake: FakeBioTorrents, name: str) -> int:
+    group = fake.data.add_group(name)
+    torrent = fake.data.add_torrent(group, uploader=3)
+    fake.data.add_notification(2, torrent)
+    return torrent.id
+
+
+# --- items injected while streams run --------------------------------------------
+
+
+async def test_each_new_item_once_within_two_rounds(fake: FakeBioTorrents) -> None:
+    mark_all_read(fake)  # no unread mail: the counters see every change
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
+        alerts = Consumer(client.notifications.watch_alerts(interval=INTERVAL), client)
+        await started(client, inbox.stream, hits.stream, alerts.stream)
+        assert inbox.items == hits.items == alerts.items == []  # only what is new
+        old = fake.data.conversations[5]
+        for make in (
+            lambda: fake.data.add_conversation("Fresh", sender=3, recipient=2),
+            lambda: fake.data.add_reply(old, sender=old.participants[0]),
+            lambda: hit(fake, "New data set"),
+            lambda: fake.data.add_alert(2, "Quotes", "New quote", "quotes.php"),
+        ):
+            injected = client._hub._round
+            make()
+            await asyncio.sleep(INTERVAL * 3)  # up to three rounds
+            got = [r for r, _ in inbox.items + hits.items + alerts.items]
+            assert got, "not yielded"
+            assert max(got) - injected <= 2
+            for consumer in (inbox, hits, alerts):
+                consumer.items.clear()
+            mark_all_read(fake)
+        for consumer in (inbox, hits, alerts):
+            await consumer.stop()
+
+
+async def test_a_reply_to_an_unread_conversation_is_seen(
+    fake: FakeBioTorrents,
+) -> None:
+    # The counters cannot see it (the conversation was unread already); page 1
+    # of the inbox joins the rotation while unread conversations exist.
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        unread = next(
+            c
+            for c in fake.data.conversations.values()
+            if 2 in c.unread_for and c.participants[1] == 2
+        )
+        injected = client._hub._round
+        fake.data.add_reply(unread, sender=unread.participants[0])
+        await inbox.wait_for(1)
+        [(round_, conv)] = inbox.items
+        assert conv.conv_id == unread.id
+        assert round_ - injected <= 2  # the rotation is index + inbox page 1
+        await inbox.stop()
+
+
+async def test_five_hundred_items_in_bursts_through_faults(
+    fake: FakeBioTorrents,
+) -> None:
+    fake.faults.randomly(0.2, seed=7)
+    rng = random.Random(3)
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=0.01), client)
+        hits = Consumer(client.notifications.watch_torrents(interval=0.01), client)
+        await started(client, inbox.stream, hits.stream)
+        expected_convs: list[tuple[int, dt.datetime]] = []
+        expected_hits: list[int] = []
+        mine = [c for c in fake.data.conversations.values() if 2 in c.participants]
+        while len(expected_convs) + len(expected_hits) < 500:
+            burst = rng.choice([1, 3, 10, 30, 60])  # 60 spans three inbox pages
+            for _ in range(burst):
+                roll = rng.random()
+                if roll < 0.3:
+                    conv = fake.data.add_conversation("New", sender=3, recipient=2)
+                    mine.append(conv)
+                elif roll < 0.5:
+                    conv = rng.choice(mine)
+                    if conv.id in {c for c, _ in expected_convs[-burst:]}:
+                        continue  # one reply per conversation and burst
+                    fake.data.add_reply(conv, sender=_other(conv))
+                else:
+                    expected_hits.append(hit(fake, "Burst"))
+                    continue
+                expected_convs.append((conv.id, _last_received(conv)))
+            await inbox.wait_for(_count(expected_convs), within=60)
+            await hits.wait_for(len(expected_hits), within=60)
+        await asyncio.sleep(0.1)  # nothing more comes
+        got_convs = [(c.conv_id, c.date) for _, c in inbox.items]
+        got_hits = [h.torrent_id for _, h in hits.items]
+        assert sorted(got_convs) == sorted(set(expected_convs))
+        assert Counter(got_hits) == Counter(expected_hits)
+        faults = sum(fake.faults.injected.values())
+        assert faults >= 0.1 * len(fake.requests)
+        await inbox.stop()
+        await hits.stop()
+
+
+def _other(conv: FakeConversation) -> int:
+    return next(p for p in conv.participants if p != 2)
+
+
+def _last_received(conv: FakeConversation) -> dt.datetime:
+    return max(m.sent for m in conv.messages if m.sender_id != 2)
+
+
+def _count(expected: list[tuple[int, dt.datetime]]) -> int:
+    return len(set(expected))
+
+
+async def test_alerts_once_per_appearance(fake: FakeBioTorrents) -> None:
+    async with client_for(fake) as client:
+        alerts = Consumer(client.notifications.watch_alerts(interval=INTERVAL), client)
+        await started(client, alerts.stream)
+        fake.data.add_alert(2, "Quotes", "New quote", "quotes.php")
+        await alerts.wait_for(1)
+        await asyncio.sleep(INTERVAL * 3)
+        fake.data.users[2].alerts.pop("Quotes")  # read on the site
+        await asyncio.sleep(INTERVAL * 3)
+        fake.data.add_alert(2, "Quotes", "New quote", "quotes.php")  # again
+        await alerts.wait_for(2)
+        await asyncio.sleep(INTERVAL * 3)
+        kinds = [a.kind for _, a in alerts.items]
+        assert kinds == ["Quotes", "Quotes"]
+        assert all(isinstance(a, Alert) for _, a in alerts.items)
+        await alerts.stop()
+
+
+async def test_include_unread_yields_what_is_unread_once(fake: FakeBioTorrents) -> None:
+    unread = sorted(
+        c.id
+        for c in fake.data.conversations.values()
+        if 2 in c.unread_for and any(m.sender_id != 2 for m in c.messages)
+    )
+    assert len(unread) > 5
+    async with client_for(fake) as client:
+        inbox = Consumer(
+            client.inbox.watch(interval=INTERVAL, include_unread=True), client
+        )
+        await inbox.wait_for(len(unread))
+        fresh = fake.data.add_conversation("After the start", sender=3, recipient=2)
+        await inbox.wait_for(len(unread) + 1)
+        await asyncio.sleep(INTERVAL * 3)
+        ids = [c.conv_id for _, c in inbox.items]
+        assert sorted(ids[:-1]) == unread
+        assert ids[-1] == fresh.id
+        await inbox.stop()
+
+
+async def test_a_retried_notifications_answer_hides_nothing(
+    fake: FakeBioTorrents,
+) -> None:
+    async with client_for(fake) as client:
+        hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
+        await started(client, hits.stream)
+        # The server marks the hit read, then the answer is cut off: the retry
+        # sees it with unread: false. The stream does not care.
+        fake.faults.schedule(
+            Fault.TRUNCATE, Fault.DROP_AFTER, Fault.HTML_ERROR, action="notifications"
+        )
+        torrent = hit(fake, "Marked read in flight")
+        await hits.wait_for(1)
+        assert [h.torrent_id for _, h in hits.items] == [torrent]
+        assert hits.items[0][1].unread is False
+        await hits.stop()
+
+
+# --- stop and restart --------------------------------------------------------------
+
+
+async def test_restart_on_a_file_store_loses_and_repeats_nothing(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "cursor.db")
+    async with client_for(fake) as client:
+        stream = client.inbox.watch(interval=INTERVAL, store=store)
+        async with stream:
+            await started(client, stream)
+            first = fake.data.add_conversation("Before the stop", sender=3, recipient=2)
+            async for conv in stream:
+                assert conv.conv_id == first.id
+                break  # a clean stop: handed over
+    # While the bot is down:
+    down = [
+        fake.data.add_conversation(f"While down {n}", sender=4, recipient=2).id
+        for n in range(30)
+    ]
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL, store=store), client)
+        await inbox.wait_for(30)
+        await asyncio.sleep(INTERVAL * 3)
+        assert [c.conv_id for _, c in inbox.items] == down  # oldest first
+        await inbox.stop()  # cancelled while waiting: everything handed over
+    after = fake.data.add_conversation("After a cancel", sender=3, recipient=2)
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL, store=store), client)
+        await inbox.wait_for(1)
+        await asyncio.sleep(INTERVAL * 3)
+        assert [c.conv_id for _, c in inbox.items] == [after.id]
+        await inbox.stop()
+
+
+async def test_after_a_crash_only_the_item_in_hand_comes_again(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "cursor.db")
+    client = client_for(fake)
+    stream = client.notifications.watch_torrents(interval=INTERVAL, store=store)
+    await stream.__aenter__()
+    await started(client, stream)
+    ids = [hit(fake, f"Hit {n}") for n in range(3)]
+    got = [await anext(stream), await anext(stream)]  # the second is in hand
+    assert [h.torrent_id for h in got] == ids[:2]
+    # The process dies here: nothing is closed, nothing more is saved.
+    client._hub.remove(stream)
+    await client.aclose()
+    async with client_for(fake) as again:
+        hits = Consumer(
+            again.notifications.watch_torrents(interval=INTERVAL, store=store), again
+        )
+        await hits.wait_for(2)
+        await asyncio.sleep(INTERVAL * 3)
+        assert [h.torrent_id for _, h in hits.items] == ids[1:]
+        await hits.stop()
+
+
+async def test_a_consumer_that_fails_does_not_hand_its_item_over(
+    fake: FakeBioTorrents,
+) -> None:
+    store = MemoryStore()
+    async with client_for(fake) as client:
+        stream = client.inbox.watch(interval=INTERVAL, store=store)
+        conv = fake.data.add_conversation("Before", sender=3, recipient=2)
+
+        async def bot() -> None:
+            async with stream:
+                async for _ in stream:
+                    raise ZeroDivisionError  # the webhook failed
+
+        task = asyncio.create_task(bot())
+        await started(client, stream)
+        conv = fake.data.add_conversation("Boom", sender=3, recipient=2)
+        with pytest.raises(ZeroDivisionError):
+            await task
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL, store=store), client)
+        await inbox.wait_for(1)
+        assert inbox.items[0][1].conv_id == conv.id
+        await inbox.stop()
+
+
+_WRITER = """
+import asyncio, sys
+from biotorrents_async import FileStore
+
+async def main():
+    store = FileStore(sys.argv[1])
+    n = 0
+    while True:
+        n += 1
+        cursor = {"top": "2026-01-01T00:00:00", "edge": list(range(n % 500))}
+        await store.save("inbox", cursor)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_file_store_killed_mid_write_still_opens(tmp_path: Path) -> None:
+    path = tmp_path / "cursor.db"
+    store = FileStore(path)
+    for attempt in range(5):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WRITER, str(path)
+        )
+        async with asyncio.timeout(30):
+            while await store.load("inbox") is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05 * attempt)  # somewhere in a write
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        cursor = await FileStore(path).load("inbox")
+        assert cursor is not None
+        assert cursor["top"] == "2026-01-01T00:00:00"
+        assert cursor["edge"] == list(range(len(cursor["edge"])))
+
+
+async def test_replicas_share_a_redis_store(
+    fake: FakeBioTorrents, redis_url: str
+) -> None:
+    prefix = f"test:{uuid.uuid4().hex[:8]}:"
+    first_store = RedisStore(redis_url, prefix=prefix)
+    async with client_for(fake) as client:
+        stream = client.inbox.watch(interval=INTERVAL, store=first_store)
+        async with stream:
+            await started(client, stream)
+            seen = fake.data.add_conversation("Seen by one", sender=3, recipient=2)
+            async for conv in stream:
+                assert conv.conv_id == seen.id
+                break
+    await first_store.aclose()
+    new = fake.data.add_conversation("For the other", sender=3, recipient=2)
+    second_store = RedisStore(redis_url, prefix=prefix)
+    async with client_for(fake) as other:
+        inbox = Consumer(
+            other.inbox.watch(interval=INTERVAL, store=second_store), other
+        )
+        await inbox.wait_for(1)
+        await asyncio.sleep(INTERVAL * 3)
+        assert [c.conv_id for _, c in inbox.items] == [new.id]
+        await inbox.stop()
+    await second_store.aclose()
+
+
+# --- the budget --------------------------------------------------------------------
+
+
+async def test_a_quiet_account_costs_one_request_per_interval(
+    fake: FakeBioTorrents,
+) -> None:
+    interval = 0.1
+    async with client_for(fake) as client:
+        consumers = [
+            Consumer(client.inbox.watch(interval=interval), client),
+            Consumer(client.notifications.watch_torrents(interval=interval), client),
+            Consumer(client.notifications.watch_alerts(interval=interval), client),
+        ]
+        await started(client, *(c.stream for c in consumers))
+        before = len(fake.requests)
+        started_at = asyncio.get_running_loop().time()
+        await asyncio.sleep(2.0)
+        elapsed = asyncio.get_running_loop().time() - started_at
+        quiet = fake.requests[before:]
+        assert len(quiet) <= elapsed / interval + 1
+        assert {r.params.get("page", "1") for r in quiet} == {"1"}  # never page 2
+        for consumer in consumers:
+            await consumer.stop()
+            assert consumer.items == []
+
+
+async def test_direct_calls_wait_at_most_one_slot_behind_watchers() -> None:
+    rule = RateLimit(1, 0.03, margin=0)
+    async with (
+        FakeBioTorrents(rate_limit=rule) as fake,
+        client_for(fake, rate_limit=rule) as client,
+    ):
+        # Polling faster than the rule allows: watchers would take it all.
+        consumers = [
+            Consumer(client.inbox.watch(interval=0.001), client),
+            Consumer(client.notifications.watch_alerts(interval=0.001), client),
+        ]
+        await started(client, *(c.stream for c in consumers))
+        for user_id in (1, 3, 4):
+            sent_before = len(fake.requests)
+            await client.users.get(user_id)
+            after = [r.action for r in fake.requests[sent_before:]]
+            # One watcher request may hold the place; then the direct call.
+            assert after.index("user") <= 1, after
+        outcomes = Counter(r.outcome for r in fake.requests)
+        assert outcomes["rate-limited"] == 0
+        for consumer in consumers:
+            await consumer.stop()
+
+
+async def test_cancelling_a_stream_leaves_the_client_usable(
+    fake: FakeBioTorrents,
+) -> None:
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        await inbox.stop()
+        assert client._hub._task is None  # no stream left: no polling
+        sent = len(fake.requests)
+        await asyncio.sleep(INTERVAL * 3)
+        assert len(fake.requests) == sent
+        me = await client.index()
+        assert me.id == 2
+
+
+async def test_two_streams_and_direct_calls_keep_the_rule() -> None:
+    rule = RateLimit(2, 0.06)
+    async with FakeBioTorrents(rate_limit=rule, latency=(0.001, 0.004)) as fake:
+        fake.data.now = Ticks()
+        async with client_for(fake, rate_limit=rule) as client:
+            consumers = [
+                Consumer(client.inbox.watch(interval=0.01), client),
+                Consumer(client.notifications.watch_torrents(interval=0.01), client),
+            ]
+            for n in range(30):
+                await client.users.search("a", page=1 + n % 4)
+                if n % 3 == 0:
+                    hit(fake, f"Hit {n}")
+                    fake.data.add_conversation(f"Conv {n}", sender=3, recipient=2)
+            for consumer in consumers:
+                await consumer.stop()
+    assert sum(r.outcome == "rate-limited" for r in fake.requests) == 0
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+async def test_an_auth_failure_ends_the_stream(fake: FakeBioTorrents) -> None:
+    token = fake.add_token(2)
+    async with BioTorrentsClient(
+        token, base_url=fake.url, rate_limit=RULE, retry=FAST
+    ) as client:
+        stream = client.inbox.watch(interval=INTERVAL)
+        async with stream:
+            await started(client, stream)
+            fake.revoke_token(token)
+            with pytest.raises(AuthenticationError, match="token revoked"):
+                await asyncio.wait_for(_drain(stream), 5)
+
+
+async def _drain(stream: WatchStream[Any]) -> None:
+    async for _ in stream:
+        pass
+
+
+def test_token_only_torrent_watch_fails_at_once() -> None:
+    client = BioTorrentsClient("token-only", base_url="https://bio.example")
+    with pytest.raises(CookiesRequiredError):
+        client.notifications.watch_torrents()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"interval": 0},
+        {"interval": -1},
+        {"interval": "5"},
+        {"store": object()},
+        {"include_unread": "yes"},
+        {"name": ""},
+    ],
+)
+def test_bad_watch_arguments_raise_at_the_call(kwargs: dict[str, Any]) -> None:
+    client = BioTorrentsClient("t0ken-value", base_url="https://bio.example")
+    with pytest.raises(ValueError):  # noqa: PT011
+        client.inbox.watch(**kwargs)
+
+
+def test_the_default_interval_leaves_half_the_allowance() -> None:
+    client = BioTorrentsClient("t0ken-value", base_url="https://bio.example")
+    stream = client.inbox.watch()
+    rule = RateLimit.default()
+    # One request per interval is half of `requests` per window.
+    assert 1 / stream.interval <= 0.5 * rule.requests / rule.window + 1e-9
+    assert isinstance(stream, WatchStream)
