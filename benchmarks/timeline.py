@@ -32,10 +32,9 @@ from biotorrents_async.testing import FakeBioTorrents
 
 SCALE = 0.1  # 1 s on the fake is 10 s for real
 PER = 6.0 * SCALE  # the rule the server states: 2 per 6 s
-# The fake's windows last per ± jitter: 0.5 to 0.6 s here, as memcached's
-# whole-second expiry makes the real 6 s windows last 5 to 6 s.
-FAKE_RULE = RateLimit(2, 5.5 * SCALE)
-FAKE_JITTER = 0.5 * SCALE
+# The fake models the real windows: 0.5 to 0.6 s here (plus a late tick), as
+# memcached's whole-second expiry makes the real 6 s windows last 5 to 6 s.
+FAKE_RULE = RateLimit(2, PER)
 LATENCY = (0.005, 0.04)  # 50-400 ms for real
 CALLERS = 2
 THINK = 10.0 * SCALE
@@ -91,9 +90,7 @@ async def run(strategy: str, seconds: float, seed: int) -> dict[str, Any]:
     answered: dict[str, float] = {}
     pages = itertools.count(1)
     async with (
-        FakeBioTorrents(
-            rate_limit=FAKE_RULE, expiry_jitter=FAKE_JITTER, latency=LATENCY, seed=seed
-        ) as fake,
+        FakeBioTorrents(rate_limit=FAKE_RULE, latency=LATENCY, seed=seed) as fake,
         aiohttp.ClientSession(trace_configs=[tracer(sent, answered)]) as session,
     ):
         windows = watch_windows(fake)

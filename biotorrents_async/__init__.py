@@ -1,6 +1,6 @@
 """biotorrents_async: the asyncio client for the BioTorrents.de JSON API.
 
-Quick start::
+Quick start:
 
     import asyncio
     from biotorrents_async import BioTorrentsClient

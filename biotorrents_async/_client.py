@@ -117,10 +117,10 @@ ENVIRONMENT = {
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read the :data:`ENVIRONMENT` variables into constructor arguments.
+    """Read the ``ENVIRONMENT`` variables into constructor arguments.
 
     Unset or empty variables are left out. ``BIOTORRENTS_REDIS_URL`` becomes a
-    ``pacer``: a :class:`~biotorrents_async.RedisPacer` keyed by the account.
+    ``pacer``: a ``RedisPacer`` keyed by the account.
 
     Raises:
         ValueError: A variable is malformed.
@@ -227,20 +227,20 @@ class BioTorrentsClient:
         api_path: ``"api.php"``, or ``"ajax.php"`` for deployments that use it.
         session: An ``aiohttp.ClientSession`` to borrow; never closed or mutated.
             Certificates are verified even if its connector says ``ssl=False``.
-        rate_limit: The server's rule (:meth:`RateLimit.default`), or ``None`` for
+        rate_limit: The server's rule (``RateLimit.default``), or ``None`` for
             no client-side pacing (Donor accounts). A server rejection still pauses
             the client for a window and retries.
-        retry: The retry policy; :meth:`RetryPolicy.none` for a single attempt.
+        retry: The retry policy; ``RetryPolicy.none`` for a single attempt.
         timeout: Seconds per attempt, or an ``aiohttp.ClientTimeout``.
         ssl: ``True`` (verify certificates, the default) or an ``ssl.SSLContext``
             of your own (a private certificate authority, say).
         allow_insecure_http: Allow a plain-``http`` ``base_url`` on a host that is
             not loopback. Off by default: the token would travel in clear text.
-        pacer: Pacing state to share: a :class:`~biotorrents_async.LocalPacer`
+        pacer: Pacing state to share: a ``LocalPacer``
             for several clients of one account in this event loop, or a
-            :class:`~biotorrents_async.RedisPacer` for several processes.
+            ``RedisPacer`` for several processes.
         max_body_size: The largest decoded answer to read, in bytes; a larger
-            one is a :class:`~biotorrents_async.ResponseError`.
+            one is a ``ResponseError``.
         sleep: Coroutine used for every wait; for tests.
         clock: Monotonic clock in seconds; for tests.
         random: Jitter source returning floats in ``[0, 1)``; for tests.
@@ -410,7 +410,7 @@ class BioTorrentsClient:
         """How the client authenticates: ``"token"``, ``"cookies"`` or both.
 
         ``"token+cookies"`` when both are given. Token-only clients cannot read
-        torrent notifications and see only their id in :meth:`index`.
+        torrent notifications and see only their id in ``index``.
         """
         return self._auth_mode
 
@@ -438,7 +438,7 @@ class BioTorrentsClient:
 
         Background calls (and every page fetch of an ``iter_*``, and the watch
         streams) wait while direct calls are waiting for the rate limit, but are
-        never passed over more than three times in a row::
+        never passed over more than three times in a row:
 
             with client.background():
                 await client.users.get(some_id)
@@ -449,7 +449,7 @@ class BioTorrentsClient:
         """Let the client send again after an authentication failure.
 
         After the server refuses the credentials once, every queued and later
-        call fails at once with :class:`~biotorrents_async.AuthenticationError`
+        call fails at once with ``AuthenticationError``
         without sending, because the server bans IPs after repeated failures.
         Call this once the cause is fixed (a token re-issued on the site, say).
         """

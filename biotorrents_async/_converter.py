@@ -1,7 +1,7 @@
 """The one cattrs converter: JSON as the server really sends it → typed models.
 
-Built once by :func:`make_converter`; every server quirk the models meet has a hook
-here (api-reference §3.5 and §18). The default cattrs primitive hooks coerce
+Built once by ``make_converter``; every server quirk the models meet has a hook
+here (docs/server-behaviour.md). The default cattrs primitive hooks coerce
 silently (``"false"`` → ``True``, ``None`` → ``"None"``, ``False`` → ``0``), so each
 primitive gets a validating hook instead.
 """
@@ -238,7 +238,7 @@ def make_converter(*, strict: bool = False, detailed: bool = False) -> Converter
     conv.register_structure_hook_func(lambda tp: tp == recents_type, recent_groups)
 
     def alerts(value: Any, _: Any) -> dict[str, Alert]:
-        # json_die() turns an empty payload into [] (api-reference §3.1).
+        # json_die() turns an empty payload into [].
         if value == []:
             return {}
         if not isinstance(value, dict):
@@ -325,7 +325,7 @@ _STRUCTURE_ERRORS = (
 
 
 def structure(conv: cattrs.Converter, raw: Any, cl: type[T] | Any, action: str) -> T:
-    """Structure ``raw`` into ``cl``; any failure becomes :class:`ResponseError`."""
+    """Structure ``raw`` into ``cl``; any failure becomes ``ResponseError``."""
     try:
         return conv.structure(raw, cl)  # type: ignore[no-any-return]
     except _STRUCTURE_ERRORS as exc:
@@ -353,7 +353,7 @@ def structure_page(
     action: str,
     attempts: int = 1,
 ) -> Page[T]:
-    """Structure one page of a listing into :class:`Page`.
+    """Structure one page of a listing into ``Page``.
 
     The list key differs per action (``messages``, ``results``, ``threads``) and so
     does the page key (``notifications`` says ``currentPages``).

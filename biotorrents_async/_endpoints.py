@@ -1,6 +1,6 @@
 """Endpoint namespaces: build parameters, structure results, page through listings.
 
-Nothing here touches aiohttp: every call goes through :class:`ApiSession.request`.
+Nothing here touches aiohttp: every call goes through ``ApiSession.request``.
 Arguments are validated when a method is called, before any request is sent; the
 ``iter_*`` methods are plain functions that validate and then return an async
 generator, so bad arguments fail at the call, not at the first ``anext``.
@@ -295,10 +295,10 @@ class Inbox(_Endpoint):
 
         The server's order: **sticky conversations always come first** (read or
         not, even with ``unread_first``), then the rest newest first by
-        :attr:`~biotorrents_async.ConversationSummary.date`, which is the date of
+        ``ConversationSummary.date``, which is the date of
         the conversation's *last* message — a reply moves an old conversation
         back to the top. So "stop at the first read one" misses mail; to follow
-        new mail use :meth:`watch`.
+        new mail use ``watch``.
 
         Args:
             page: Page number (>= 1).
@@ -323,7 +323,7 @@ class Inbox(_Endpoint):
     ) -> AsyncIterator[ConversationSummary]:
         """Iterate over conversations, page after page (one request per page).
 
-        Same order as :meth:`conversations`: sticky first, then by last-message
+        Same order as ``conversations``: sticky first, then by last-message
         date, newest first.
         """
         params = _inbox_params(box, search, search_type, unread_first)
@@ -363,11 +363,11 @@ class Inbox(_Endpoint):
     ) -> WatchStream[ConversationSummary]:
         """Watch for new conversations and new replies, until closed.
 
-        Yields a :class:`ConversationSummary` when a conversation first appears
+        Yields a ``ConversationSummary`` when a conversation first appears
         and again each time its last-message ``date`` moves forward (a reply).
-        Items come oldest first, each once; see the module
-        :mod:`biotorrents_async._watch` and README's "Writing a bot" for the
-        guarantees. Use it with ``async with`` for a clean stop::
+        Items come oldest first, each once; see "Writing a bot" in the
+        documentation for the guarantees. Use it with ``async with`` for a clean
+        stop:
 
             async with client.inbox.watch(store=FileStore("bot.db")) as stream:
                 async for conversation in stream:
@@ -377,8 +377,8 @@ class Inbox(_Endpoint):
             interval: Seconds between polls. The default leaves at least half of
                 the allowance to direct calls (6.1 s for BioTorrents' rule);
                 all streams of a client poll together, one request a round.
-            store: Where the cursor lives (:class:`MemoryStore` by default;
-                :class:`FileStore` or :class:`RedisStore` survive restarts).
+            store: Where the cursor lives (``MemoryStore`` by default;
+                ``FileStore`` or ``RedisStore`` survive restarts).
             include_unread: On the very first start (an empty store), also
                 yield the conversations that are unread now. By default only
                 what arrives after the start is yielded.
@@ -447,9 +447,9 @@ class Notifications(_Endpoint):
         read, not only this page. If an attempt's answer is lost (a cut-off body,
         an error page after the server did its work) the automatic retry gets the
         same hits with ``unread`` now ``False``; the returned page's
-        :attr:`~biotorrents_async.Page.attempts` is then above 1, so do not trust
+        ``Page.attempts`` is then above 1, so do not trust
         ``unread`` on such a page. Pass ``retry=RetryPolicy.none()`` to get an
-        error instead of a retry. :meth:`watch_torrents` does not rely on
+        error instead of a retry. ``watch_torrents`` does not rely on
         ``unread`` at all.
 
         Args:
@@ -489,7 +489,7 @@ class Notifications(_Endpoint):
 
         Listing the hits marks all of them read on the server (the site does the
         same); the stream does not rely on ``unread``. Arguments as for
-        :meth:`Inbox.watch` (``include_unread``: the hits unread at the very first
+        ``Inbox.watch`` (``include_unread``: the hits unread at the very first
         start; ``name`` defaults to ``"torrents"``).
 
         Raises:
@@ -512,7 +512,7 @@ class Notifications(_Endpoint):
 
         An alert is new when it (its kind, id, message and link) was not pending
         at the previous check; once it is gone and comes back, it is new again.
-        Arguments as for :meth:`Inbox.watch` (``include_unread``: the alerts
+        Arguments as for ``Inbox.watch`` (``include_unread``: the alerts
         pending at the very first start; ``name`` defaults to ``"alerts"``).
 
         Raises:
@@ -530,10 +530,10 @@ class Notifications(_Endpoint):
     async def clear(self, kind: AlertKind | str) -> None:
         """Clear one kind of notice (POST; the server answers with an empty body).
 
-        The server cannot confirm the effect; re-read :meth:`alerts` to see it.
+        The server cannot confirm the effect; re-read ``alerts`` to see it.
 
         Args:
-            kind: One of :class:`AlertKind` (or its string value).
+            kind: One of ``AlertKind`` (or its string value).
         """
         value = _choice("kind", kind, AlertKind).value
         await self._session.request(

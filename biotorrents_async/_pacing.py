@@ -10,9 +10,9 @@ consecutive requests then arrive more than a window apart, so no server window c
 ever see more than ``requests`` of them, whatever the latency and the number of
 callers.
 
-:class:`Pacer` is the small interface the session uses; :class:`LocalPacer` keeps
-the state in this process and :class:`~biotorrents_async.RedisPacer` shares it
-between processes. Both serve waiters through a :class:`WaitQueue`: by priority,
+``Pacer`` is the small interface the session uses; ``LocalPacer`` keeps
+the state in this process and ``RedisPacer`` shares it
+between processes. Both serve waiters through a ``WaitQueue``: by priority,
 first come first served within a priority, and with a bounded bypass so that
 background work is never starved by a steady stream of direct calls.
 """
@@ -49,8 +49,8 @@ logger = logging.getLogger("biotorrents_async.pacing")
 #: Priority of calls made directly by the user: served first.
 INTERACTIVE = 0
 #: Priority of page fetches by ``iter_*``, of watch streams and of calls inside
-#: :meth:`BioTorrentsClient.background`: served when no direct call waits, but
-#: never passed over more than :data:`MAX_BYPASS` times in a row.
+#: ``BioTorrentsClient.background``: served when no direct call waits, but
+#: never passed over more than ``MAX_BYPASS`` times in a row.
 BACKGROUND = 1
 #: How many grants may go to later, more urgent waiters while the oldest waiter
 #: keeps waiting; the next grant then goes to the oldest. With the default rule
@@ -115,7 +115,7 @@ class Pacer(Protocol):
 
 
 class Waiter:
-    """One caller waiting in a :class:`WaitQueue`."""
+    """One caller waiting in a ``WaitQueue``."""
 
     __slots__ = ("event", "live", "priority", "ticket")
 
@@ -208,9 +208,9 @@ class WaitQueue:
 class LocalPacer:
     """In-process pacing state shared by every task using one client.
 
-    Waiters are served by priority (:data:`INTERACTIVE` before :data:`BACKGROUND`),
+    Waiters are served by priority (``INTERACTIVE`` before ``BACKGROUND``),
     first come, first served within a priority, and the oldest waiter is never
-    passed over more than :data:`MAX_BYPASS` times in a row. A cancelled waiter
+    passed over more than ``MAX_BYPASS`` times in a row. A cancelled waiter
     takes no place; a cancelled request gives its place back as if it had
     completed at that moment.
 
@@ -219,7 +219,7 @@ class LocalPacer:
             pause after a server rejection still applies.
         clock: Monotonic seconds; injectable for tests.
         sleep: The coroutine used to wait; injectable for tests.
-        max_bypass: See :data:`MAX_BYPASS`.
+        max_bypass: See ``MAX_BYPASS``.
     """
 
     def __init__(
@@ -308,7 +308,7 @@ class LocalPacer:
         """Return a slot to hold around one attempt.
 
         Args:
-            priority: :data:`INTERACTIVE` (default) or :data:`BACKGROUND`.
+            priority: ``INTERACTIVE`` (default) or ``BACKGROUND``.
         """
         return _LocalSlot(self, priority)
 

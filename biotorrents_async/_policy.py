@@ -1,4 +1,4 @@
-"""The user-facing knobs of the session: :class:`RateLimit`, :class:`RetryPolicy`."""
+"""The user-facing knobs of the session: ``RateLimit``, ``RetryPolicy``."""
 
 from __future__ import annotations
 

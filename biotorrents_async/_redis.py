@@ -1,7 +1,7 @@
 """One rate allowance shared by many processes and hosts, kept in Redis.
 
-:class:`RedisPacer` implements the :class:`~biotorrents_async.Pacer` protocol with
-the same semantics as :class:`~biotorrents_async.LocalPacer`: a request holds a
+``RedisPacer`` implements the ``Pacer`` protocol with
+the same semantics as ``LocalPacer``: a request holds a
 place from sending until ``RateLimit.window`` after its answer, at most
 ``requests`` places are held, and waiters are served by priority (interactive
 before background, with the same bounded bypass), first come first served —
@@ -9,7 +9,7 @@ across every process that uses the same Redis key.
 
 Each decision is one server-side Lua script, timed by the Redis server's clock
 (``TIME``), so hosts whose clocks differ still agree. Inside a process, waiters
-queue locally (:class:`~biotorrents_async._pacing.WaitQueue`) and only the head
+queue locally (``WaitQueue``) and only the head
 competes in Redis, so Redis sees one waiter per process, not one per task.
 
 Faults:
@@ -18,7 +18,7 @@ Faults:
   ``request_timeout + window`` after sending, and expires then.
 - A process killed while waiting: its queue entry carries a heartbeat and is
   dropped after ``heartbeat`` seconds.
-- Redis unreachable: :class:`~biotorrents_async.SharedStoreError`, raised
+- Redis unreachable: ``SharedStoreError``, raised
   before anything is sent (never a hang: the connection made from a URL has
   short socket timeouts; never a burst: nothing is sent without a place).
 - Redis restarted (or the keys evicted): the script finds its state missing,
@@ -155,7 +155,7 @@ class RedisPacer:
     Args:
         redis: A ``redis://`` URL, or a ``redis.asyncio.Redis`` client of yours
             (borrowed: never closed).
-        rate_limit: The server's rule (:meth:`RateLimit.default`).
+        rate_limit: The server's rule (``RateLimit.default``).
         key: Names the account; keys are ``{prefix:key}:...``.
         prefix: The first part of every Redis key.
         request_timeout: The longest a request can take (the client's
@@ -167,7 +167,7 @@ class RedisPacer:
             (killed) leaves the queue. ``None`` means one window, at most 2 s:
             a killed waiter then never holds the others up longer than a killed
             request does.
-        max_bypass: See :data:`~biotorrents_async._pacing.MAX_BYPASS`.
+        max_bypass: See ``MAX_BYPASS``.
 
     Raises:
         ImportError: The ``redis`` package is missing (install the extra).

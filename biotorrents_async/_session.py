@@ -4,7 +4,7 @@ It builds ``{base_url}/{api_path}?action=...``, sends the credentials, paces eve
 attempt, retries what is worth retrying, decodes the body whatever its
 Content-Type, unwraps the ``{"status", "response"}`` envelope and maps every
 failure shape of the server (docs/server-behaviour.md) to
-:mod:`biotorrents_async.exceptions`.
+``exceptions``.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class ApiSession:
         timeout: Seconds per attempt, or an ``aiohttp.ClientTimeout``.
         ssl: ``True`` verifies certificates with the system's authorities, or an
             ``ssl.SSLContext`` of the caller's.
-        pacer: Pacing state to use instead of a fresh :class:`LocalPacer`.
+        pacer: Pacing state to use instead of a fresh ``LocalPacer``.
         max_body_size: The largest decoded body to read, in bytes.
         sleep: Coroutine used for backoff waits (tests inject a recorder).
         clock: Monotonic clock in seconds.
@@ -264,7 +264,7 @@ class ApiSession:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
+        """Whether ``close`` was called."""
         return self._closed
 
     @property
@@ -348,7 +348,7 @@ class ApiSession:
     ) -> Any:
         """Send one API call, with pacing and retries; return the ``response`` value.
 
-        See :meth:`call`.
+        See ``call``.
         """
         answer = await self.call(
             action, params, method=method, data=data, empty_ok=empty_ok, retry=retry

@@ -1,7 +1,7 @@
 """Where a watch stream keeps its cursor: memory, a SQLite file, or Redis.
 
 A cursor is a small JSON-able mapping that says what a stream has handed over. The
-protocol is two coroutines, so a shared store is a few lines: :class:`RedisStore`
+protocol is two coroutines, so a shared store is a few lines: ``RedisStore``
 is one.
 """
 

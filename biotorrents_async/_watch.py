@@ -1,6 +1,6 @@
 """Watch streams: every new conversation, torrent hit and alert, exactly once.
 
-One :class:`WatchHub` per client polls for all of its streams, as background work,
+One ``WatchHub`` per client polls for all of its streams, as background work,
 with **one request per interval on a quiet account**. Each interval it runs the
 next *check* of a rotation:
 
@@ -298,8 +298,8 @@ def open_stream(
 class WatchStream(Generic[T]):
     """An async iterator of new items that runs until closed or cancelled.
 
-    Use it with ``async with`` (or call :meth:`aclose`) so that the last item is
-    recorded as handed over::
+    Use it with ``async with`` (or call ``aclose``) so that the last item is
+    recorded as handed over:
 
         async with client.inbox.watch(store=FileStore("bot.db")) as stream:
             async for conversation in stream:
@@ -647,7 +647,7 @@ async def merge_streams(
 
     An item still counts as handed over only when the consumer asks for the next
     one, whichever stream it came from. Open the streams first (``async with``),
-    so that closing them records the last item::
+    so that closing them records the last item:
 
         async with (
             client.inbox.watch() as inbox,

@@ -1,6 +1,6 @@
 """Exceptions raised by biotorrents_async.
 
-Everything the library raises on purpose derives from :class:`BioTorrentsError`::
+Everything the library raises on purpose derives from ``BioTorrentsError``:
 
     BioTorrentsError
     ├── AuthenticationError        302 to login.php, HTTP 401/403, token failure message
@@ -14,7 +14,7 @@ Everything the library raises on purpose derives from :class:`BioTorrentsError`:
     └── SharedStoreError           Redis (RedisPacer, RedisStore) failed or is gone
 
 Invalid arguments raise ``ValueError`` before anything is sent; an argument of the
-wrong type raises :class:`ArgumentError`, which is both a ``ValueError`` and a
+wrong type raises ``ArgumentError``, which is both a ``ValueError`` and a
 ``TypeError``.
 
 No message, ``repr`` or attribute of these exceptions carries the token or the

@@ -5,13 +5,13 @@ JSON key (``userId`` → ``user_id``); irregular keys are normalised (``bbbody``
 ``bbBody`` → ``bb_body``, ``requiredratio`` → ``required_ratio``, ``class`` →
 ``class_name``, ``ID``/``Name``/``WikiImage`` → ``id``/``name``/``wiki_image``).
 
-Conventions, applied by the converter (see :mod:`biotorrents_async._converter`):
+Conventions, applied by the converter (see ``_converter``):
 
 - plain-text fields arrive HTML-escaped and are unescaped (``"Tom &amp; Jerry"`` →
   ``"Tom & Jerry"``); fields that are HTML (``body``, ``profile_text``) are kept;
 - numbers sent as strings, with thousands separators, become ``int``;
 - ``false`` meaning "hidden" (community stats) becomes ``None``;
-- dates become naive :class:`datetime.datetime` in server time; ``""`` → ``None``;
+- dates become naive ``datetime.datetime`` in server time; ``""`` → ``None``;
 - empty strings for absent names and URLs become ``None``.
 """
 
@@ -184,7 +184,7 @@ class IndexUserStats:
 
     @property
     def requiredratio(self) -> float:
-        """Alias of :attr:`required_ratio`, the server's spelling."""
+        """Alias of ``required_ratio``, the server's spelling."""
         return self.required_ratio
 
 
@@ -513,7 +513,7 @@ class Alert:
 
     ``url`` is relative to the site; ``importance`` is the server's CSS class
     (``"information"``, ``"confirmation"``, ``"warning"``, ``"error"``); ``kind``
-    is the notice type (``"Inbox"``, ``"News"``, … see :class:`AlertKind`), the
+    is the notice type (``"Inbox"``, ``"News"``, … see ``AlertKind``), the
     key the server files it under.
     """
 

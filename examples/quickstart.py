@@ -18,8 +18,8 @@ from biotorrents_async import BioTorrentsClient, BioTorrentsError
 async def main() -> None:
     async with BioTorrentsClient.from_env() as client:
         me = await client.index()
-        # With a token only, `index` knows nothing but your id (api-reference
-        # §1.2): name and class come from your public profile.
+        # With a token only, `index` knows nothing but your id: name and class
+        # come from your public profile.
         profile = await client.users.get(me.id)
         print(
             f"You are {profile.username} (id {me.id}), "

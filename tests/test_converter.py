@@ -1,4 +1,4 @@
-"""The converter against every recorded answer and every quirk of api-reference §18."""
+"""The converter against every recorded answer and every quirk the server has."""
 
 from __future__ import annotations
 

@@ -21,8 +21,7 @@ To skip a block, put Sybil's directive with a reason just before it::
     <!-- skip: next "needs a real account" -->
 
 A skip without a reason fails ``test_every_skip_says_why``; skipped blocks are
-listed, with their reasons, in pytest's summary. README.md is not ours to mark up
-here, so its blocks are marked in ``README_MARKS`` below instead.
+listed, with their reasons, in pytest's summary.
 
 Blocks that are pytest tests (they define ``test_*`` functions or fixtures) are
 also copied, file by file, into a bare temporary project and run there with
@@ -58,13 +57,6 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RULE = RateLimit(2, 0.05)
 _RUNNER = "__doc_runner__"
 _TEST_BLOCK = re.compile(r"^\s*(async\s+)?def test_|^\s*@pytest\.fixture", re.M)
-
-# README.md is edited elsewhere: its blocks that cannot run are marked here, found
-# by a piece of their text. Each entry must match exactly one block (checked
-# below), and an xfail is strict: once the block runs, remove its entry.
-README_MARKS: dict[str, pytest.MarkDecorator] = {}
-# Bare-project runs (see test_doc_tests_pass_in_a_bare_project) that fail today.
-BARE_PROJECT_MARKS: dict[str, pytest.MarkDecorator] = {}
 
 
 def run_python_block(example: Example) -> None:
@@ -127,18 +119,6 @@ def _blocks() -> list[Block]:
 BLOCKS = _blocks()
 
 
-def _params() -> list[Any]:
-    params = []
-    for block in BLOCKS:
-        marks = [
-            mark
-            for text, mark in README_MARKS.items()
-            if block.file == "README.md" and text in block.source
-        ]
-        params.append(pytest.param(block, id=block.name, marks=marks))
-    return params
-
-
 class FakeInThread:
     """A ``FakeBioTorrents`` served from a thread with its own event loop."""
 
@@ -163,7 +143,8 @@ class FakeInThread:
 class DocEnvironment:
     """What the blocks of one file run against."""
 
-    def __init__(self, document: Document) -> None:
+    def __init__(self, document: Document, folder: Path) -> None:
+        self.folder = folder
         self.server = FakeInThread()
         fake = self.server.fake
         self.environ = {
@@ -205,12 +186,15 @@ class DocEnvironment:
 
 
 @pytest.fixture(scope="module")
-def environments() -> Iterator[Callable[[Document], DocEnvironment]]:
+def environments(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[Document], DocEnvironment]]:
     made: dict[str, DocEnvironment] = {}
 
     def get(document: Document) -> DocEnvironment:
         if document.path not in made:
-            made[document.path] = DocEnvironment(document)
+            folder = tmp_path_factory.mktemp("doc")
+            made[document.path] = DocEnvironment(document, folder)
         return made[document.path]
 
     yield get
@@ -218,7 +202,7 @@ def environments() -> Iterator[Callable[[Document], DocEnvironment]]:
         environment.close()
 
 
-@pytest.mark.parametrize("block", _params())
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.name) for b in BLOCKS])
 def test_doc_block(
     block: Block,
     environments: Callable[[Document], DocEnvironment],
@@ -227,6 +211,8 @@ def test_doc_block(
     environment = environments(block.document)
     for key, value in environment.environ.items():
         monkeypatch.setenv(key, value)
+    # Blocks may write files (a bot's cursor file): never into the checkout.
+    monkeypatch.chdir(environment.folder)
     # A client made without base_url or rate_limit (from_env() included) goes to
     # this file's fake, at its pace: no block ever reaches the real site.
     defaults = BioTorrentsClient.__init__.__kwdefaults__
@@ -259,23 +245,10 @@ def test_every_skip_says_why() -> None:
     assert not silent, "skips need a quoted reason:\n" + "\n".join(silent)
 
 
-def test_readme_marks_match_one_block_each() -> None:
-    readme = [b for b in BLOCKS if b.file == "README.md"]
-    for text in README_MARKS:
-        hits = [b.name for b in readme if text in b.source]
-        assert len(hits) == 1, f"README_MARKS entry {text!r} matches {hits}"
-
-
 BARE_PROJECT_FILES = sorted({b.file for b in BLOCKS if b.is_test})
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=BARE_PROJECT_MARKS.get(name, ()))
-        for name in BARE_PROJECT_FILES
-    ],
-)
+@pytest.mark.parametrize("name", BARE_PROJECT_FILES)
 def test_doc_tests_pass_in_a_bare_project(name: str, tmp_path: Path) -> None:
     """The test blocks of one file pass as a user's own tests, without config."""
     blocks = [b for b in BLOCKS if b.file == name and b.is_test]

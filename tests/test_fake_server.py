@@ -1,4 +1,4 @@
-"""The fake server behaves like the real one (api-reference.md, recorded answers)."""
+"""The fake server behaves like the real one: its answers against recorded ones."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pacing against a model of the server's fixed-window counter (api-reference §2.1)."""
+"""Pacing against a model of the server's fixed-window counter."""
 
 from __future__ import annotations
 

@@ -22,9 +22,9 @@ __all__ = [
     "FakeUser",
 ]
 
-#: Classes whose members have ``site_torrents_notify`` (api-reference §14).
+#: Classes whose members have ``site_torrents_notify``.
 NOTIFY_CLASSES = frozenset({"Power User", "Elite", "Donor", "Moderator", "Sysop"})
-#: Classes with ``site_view_torrent_snatchlist`` (community_stats, §8).
+#: Classes with ``site_view_torrent_snatchlist`` (community_stats).
 SNATCHLIST_CLASSES = frozenset({"Moderator", "Sysop"})
 #: Class levels, for "viewer class >= target class" checks.
 CLASS_LEVELS = {
@@ -212,7 +212,7 @@ class FakeData:
     # --- the typed API for tests --------------------------------------------------
 
     def add_user(self, username: str, **fields: object) -> FakeUser:
-        """Create a user (any :class:`FakeUser` field may be given)."""
+        """Create a user (any ``FakeUser`` field may be given)."""
         user_id = int(fields.pop("id", self._next(self.users)))  # type: ignore[call-overload]
         user = FakeUser(user_id, username, **fields)  # type: ignore[arg-type]
         self.users[user.id] = user
@@ -233,7 +233,7 @@ class FakeData:
 
         ``sender=0`` makes a system message. The recipient sees it unread unless
         ``unread=False``. The first message is dated ``sent`` (default: now, by
-        :attr:`now`), the others 7 minutes apart.
+        ``now``), the others 7 minutes apart.
         """
         when = sent or self.now()
         messages = []

@@ -36,7 +36,7 @@ class Viewer:
     """The authenticated user a request acts as."""
 
     user: FakeUser
-    skeletal: bool  # token-only: the server loads nothing but the id (§1.2)
+    skeletal: bool  # token-only: the server loads nothing but the id
 
     @property
     def id(self) -> int:

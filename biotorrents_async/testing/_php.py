@@ -1,4 +1,4 @@
-"""What PHP and BioGazelle do to values on the way out (api-reference §3)."""
+"""What PHP and BioGazelle do to values on the way out (escaping, numbers, dates)."""
 
 from __future__ import annotations
 

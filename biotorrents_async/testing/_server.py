@@ -1,6 +1,6 @@
 """A fake BioTorrents.de: a real aiohttp.web server that behaves like the real one.
 
-It reproduces the legacy ``action=`` API as api-reference.md describes it: the
+It reproduces the legacy ``action=`` API as docs/server-behaviour.md describes it: the
 envelopes and failure shapes, HTML-escaped text, numbers as strings, ``text/plain``
 for ``user``, 302 to ``login.php`` without credentials, the skeletal token-only
 user, page sizes and past-the-end pages, state changes on GET, the empty body of
@@ -117,7 +117,7 @@ class FakeBioTorrents:
     """A running fake of the BioTorrents.de legacy JSON API on 127.0.0.1.
 
     Use it as an async context manager; ``url``, ``token`` and ``cookies`` then
-    tell a client where and how to connect::
+    tell a client where and how to connect:
 
         async with FakeBioTorrents(rate_limit=RateLimit(2, 0.2)) as fake:
             async with BioTorrentsClient(fake.token, base_url=fake.url,
@@ -144,8 +144,8 @@ class FakeBioTorrents:
         seed: Seed of the randomness (jitter, latency, random faults).
 
     Attributes:
-        data: The served :class:`FakeData`; change it at any time.
-        faults: The :class:`FaultPlan` of injected failures.
+        data: The served ``FakeData``; change it at any time.
+        faults: The ``FaultPlan`` of injected failures.
         requests: Every request received, in order (no secret values).
     """
 
@@ -443,6 +443,6 @@ class FakeBioTorrents:
     def _allow(self, viewer: Viewer, now: float) -> bool:
         if self._windows is None or viewer.id in (0, 1):
             return True
-        if viewer.user.class_name == "Donor":  # primary class only (§2.1)
+        if viewer.user.class_name == "Donor":  # primary class only
             return True
         return self._windows.allow(viewer.id, now)

@@ -5,8 +5,8 @@ Installed with the package, so no import is needed:
 - ``biotorrents_rate_limit``: the rule both the fake and the client use
   (``RateLimit(2, 0.2)``: the real rule, thirty times faster). Override it in your
   ``conftest.py`` to change it.
-- ``biotorrents_server``: a running :class:`FakeBioTorrents` on 127.0.0.1.
-- ``biotorrents_client``: a :class:`BioTorrentsClient` connected to it with the demo
+- ``biotorrents_server``: a running ``FakeBioTorrents`` on 127.0.0.1.
+- ``biotorrents_client``: a ``BioTorrentsClient`` connected to it with the demo
   user's token and cookies (full-user mode), fast retries, the same rule.
 
 The async fixtures need pytest-asyncio, in any mode: an ``async def`` test that

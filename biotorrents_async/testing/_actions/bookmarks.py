@@ -66,7 +66,7 @@ def _bookmark(group: FakeGroup) -> dict[str, Any]:
                 "groupId": t.group_id,
                 "platform": display_str(t.platform),
                 "fileCount": t.file_count,
-                "freeTorrent": False,  # enum compared strictly with int (§13)
+                "freeTorrent": False,  # enum compared strictly with int
                 "size": t.size,
                 "leechers": t.leechers,
                 "seeders": t.seeders,

@@ -86,7 +86,7 @@ async def inbox(data: FakeData, viewer: Viewer, call: Call) -> Reply:
                 "username": display_str(other.username) if other else "",
                 "avatar": display_str(other.avatar) if other else "",
                 "donor": other.donor if other else False,
-                "warned": False,  # a datetime compared loosely with 1 (§11)
+                "warned": False,  # a datetime compared loosely with 1
                 "enabled": other.enabled if other else True,
                 "date": php_date(date),
             }
@@ -113,7 +113,7 @@ def _search(data: FakeData, rows: list[_Row], query: Mapping[str, str]) -> list[
     term = query.get("search", "")
     how = query.get("searchtype")
     if not term or how not in ("user", "subject", "message"):
-        return rows  # search without a valid searchtype is ignored (§11)
+        return rows  # search without a valid searchtype is ignored
     if how == "message":
         return []  # bodies are stored encrypted: nothing ever matches
     if how == "user":
@@ -136,7 +136,7 @@ def _viewconv(data: FakeData, viewer: Viewer, call: Call) -> Reply:
     )
     if conv is None or viewer.id not in conv.participants:
         return _html_failure(viewer)
-    conv.unread_for.discard(viewer.id)  # state change on GET (§12)
+    conv.unread_for.discard(viewer.id)  # state change on GET
     subject = display_str(conv.subject)
     if conv.forwarded_id:
         subject += f" (Forwarded to {_name(data, conv.forwarded_id)})"

@@ -40,7 +40,7 @@ _ALERT_ORDER = (
     "Quotes",
     "Subscriptions",
 )
-# Notice text and link of the site-post alerts (api-reference §15).
+# Notice text and link of the site-post alerts.
 _POST_ALERTS = {
     "News": ("Announcement", "index.php#news"),
     "Blog": ("Blog", "blog.php#blog"),
@@ -105,7 +105,7 @@ async def notifications(data: FakeData, viewer: Viewer, call: Call) -> Reply:
         )
     num_new = sum(1 for r in results if r["unread"])
     if results:
-        for hit in hits:  # marks *all* of them read, not only this page (§14)
+        for hit in hits:  # marks *all* of them read, not only this page
             hit.unread = False
     return success(
         {
@@ -165,7 +165,7 @@ async def get_user_notifications(data: FakeData, viewer: Viewer, call: Call) -> 
             alerts[kind] = dict(
                 zip(("id", "message", "url", "importance"), entry, strict=True)
             )
-    # json_die('success', []) for an empty payload: a JSON array (§3.1).
+    # json_die('success', []) for an empty payload: a JSON array.
     return success(alerts or [])
 
 
@@ -187,5 +187,5 @@ async def clear_user_notification(data: FakeData, viewer: Viewer, call: Call) ->
                 hit.unread = False
     elif kind is not None:
         user.alerts.pop(kind, None)
-    # The handler prints nothing at all (§16).
+    # The handler prints nothing at all.
     return Reply(200, b"")

@@ -68,7 +68,7 @@ async def index(data: FakeData, viewer: Viewer, call: Call) -> Reply:
                 "notifications": (
                     unread_hits(data, user.id) if can_notify(viewer) else 0
                 ),
-                # Token-only: null < X is loosely true (§5).
+                # Token-only: null < X is loosely true.
                 "newAnnouncement": skeletal or user.last_read_news < latest_news,
                 "newBlog": skeletal or user.last_read_blog < latest_blog,
                 "newSubscriptions": new_subs == 1,
@@ -123,7 +123,7 @@ async def user(data: FakeData, viewer: Viewer, call: Call) -> Reply:
             "class": user.class_name,
             "paranoia": 0,
             "paranoiaText": "Off",
-            "donor": False,  # enum '1' compared strictly with int 1 (§6)
+            "donor": False,  # enum '1' compared strictly with int 1
             "warned": user.warned,
             "enabled": user.enabled,
             "passkey": "",
@@ -221,7 +221,7 @@ async def community_stats(data: FakeData, viewer: Viewer, call: Call) -> Reply:
         perc = _num(100 * min(1, round(seeding / snatched, 2)))
     return success(
         {
-            # leeching is the int 0 when there is none, else a string (§8).
+            # leeching is the int 0 when there is none, else a string.
             "leeching": number_format(leeching) if leeching else 0,
             "seeding": number_format(seeding),
             "snatched": number_format(snatched),
@@ -264,7 +264,7 @@ def _recent_groups(
     seen: set[int] = set()
     for group_id in group_ids:
         group = data.groups.get(group_id)
-        # Only category-1 groups with a picture are listed (§9).
+        # Only category-1 groups with a picture are listed.
         if group is None or group.id in seen or group.category_id != 1:
             continue
         if not group.picture:
@@ -343,7 +343,7 @@ async def userhistory(data: FakeData, viewer: Viewer, call: Call) -> Reply:
 
 
 def _plain(reply: Reply) -> Reply:
-    # user.php switches the Content-Type to text/plain (§3.3) once the id checks
+    # user.php switches the Content-Type to text/plain once the id checks
     # have passed; its failures keep application/json (recorded answers).
     return attrs.evolve(reply, content_type="text/plain; charset=utf-8")
 
