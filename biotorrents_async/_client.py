@@ -22,7 +22,7 @@ from ._converter import default_converter, structure
 from ._endpoints import Bookmarks, Inbox, Notifications, Users
 from ._pacing import Pacer, background
 from ._policy import RateLimit, RetryPolicy
-from ._redis import RedisPacer
+from ._redis import RedisPacer, account_key
 from ._session import DEFAULT_MAX_BODY_SIZE, ApiSession
 from ._watch import WatchHub
 from .models import Index
@@ -371,8 +371,6 @@ class BioTorrentsClient:
             )
         owned = None
         if redis_url and "pacer" not in settings:
-            from ._redis import account_key
-
             rule = settings.get("rate_limit", RateLimit.default())
             if rule is None:
                 raise ValueError(

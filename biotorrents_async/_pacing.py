@@ -38,6 +38,7 @@ __all__ = [
     "MAX_BYPASS",
     "LocalPacer",
     "Pacer",
+    "QueuedSlot",
     "Slot",
     "WaitQueue",
     "background",
@@ -313,30 +314,44 @@ class LocalPacer:
         return _LocalSlot(self, priority)
 
 
-class _LocalSlot:
-    """``async with pacer.slot():`` without a generator on the hot path."""
+class QueuedSlot:
+    """What every pacer's slot shares: a place in a ``WaitQueue`` while it waits.
 
-    __slots__ = ("_pacer", "_used", "priority", "waiter")
+    Subclasses add ``__aenter__``/``__aexit__``; ``used`` tells the release
+    whether a request left the machine.
+    """
 
-    def __init__(self, pacer: LocalPacer, priority: int) -> None:
-        self._pacer = pacer
+    __slots__ = ("_queue", "priority", "used", "waiter")
+
+    def __init__(self, queue: WaitQueue, priority: int) -> None:
+        self._queue = queue
         self.priority = priority
+        self.used = True
         self.waiter: Waiter | None = None
-        self._used = True
-
-    async def __aenter__(self) -> None:
-        await self._pacer._acquire(self)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._pacer._release(self._used)
 
     def prioritize(self, priority: int) -> None:
         """Raise this slot's priority while it waits (a lower number)."""
         self.priority = min(self.priority, priority)
         waiter = self.waiter
-        if waiter is not None and self._pacer._queue.prioritize(waiter, priority):
-            self._pacer._queue.wake_head()
+        if waiter is not None and self._queue.prioritize(waiter, priority):
+            self._queue.wake_head()
 
     def unused(self) -> None:
         """Give the place back uncounted when the block ends."""
-        self._used = False
+        self.used = False
+
+
+class _LocalSlot(QueuedSlot):
+    """``async with pacer.slot():`` without a generator on the hot path."""
+
+    __slots__ = ("_pacer",)
+
+    def __init__(self, pacer: LocalPacer, priority: int) -> None:
+        super().__init__(pacer._queue, priority)
+        self._pacer = pacer
+
+    async def __aenter__(self) -> None:
+        await self._pacer._acquire(self)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._pacer._release(self.used)

@@ -37,14 +37,14 @@ import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._pacing import INTERACTIVE, MAX_BYPASS, Waiter, WaitQueue
+from ._pacing import INTERACTIVE, MAX_BYPASS, QueuedSlot, WaitQueue
 from ._policy import RateLimit
 from .exceptions import SharedStoreError
 
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["RedisPacer", "account_key"]
+__all__ = ["RedisPacer", "account_key", "connect"]
 
 logger = logging.getLogger("biotorrents_async.pacing")
 
@@ -132,6 +132,30 @@ return {1, 0}
 """
 
 
+def connect(redis: str | redis.asyncio.Redis) -> tuple[redis.asyncio.Redis, bool]:
+    """Return a Redis client for a URL (owned) or the caller's (borrowed).
+
+    A client made from a URL has short socket timeouts: an unreachable Redis is
+    an error in seconds, never a hang.
+
+    Raises:
+        ImportError: The ``redis`` package is missing (install the extra).
+    """
+    try:
+        import redis.asyncio as redis_asyncio
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "Redis support needs the redis package: "
+            'pip install "biotorrents-async[redis]"'
+        ) from exc
+    if isinstance(redis, str):
+        client = redis_asyncio.Redis.from_url(
+            redis, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+        return client, True
+    return redis, False
+
+
 def account_key(token: str | None, cookies: Mapping[str, str] | None) -> str:
     """Return a Redis key naming the account behind these credentials.
 
@@ -185,25 +209,11 @@ class RedisPacer:
         heartbeat: float | None = None,
         max_bypass: int = MAX_BYPASS,
     ) -> None:
-        try:
-            import redis.asyncio as redis_asyncio
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError(
-                "RedisPacer needs the redis package: "
-                'pip install "biotorrents-async[redis]"'
-            ) from exc
         if not isinstance(rate_limit, RateLimit):
             raise ValueError("rate_limit must be a RateLimit")
         if not isinstance(key, str) or not key:
             raise ValueError("key must be a non-empty str")
-        if isinstance(redis, str):
-            self._redis: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
-                redis, socket_timeout=5.0, socket_connect_timeout=5.0
-            )
-            self._owned = True
-        else:
-            self._redis = redis
-            self._owned = False
+        self._redis, self._owned = connect(redis)
         self._limit = rate_limit
         tag = f"{{{prefix}:{key}}}"
         self._keys = [f"{tag}:{name}" for name in ("held", "queue", "age", "alive")]
@@ -334,29 +344,16 @@ class RedisPacer:
         return _RedisSlot(self, priority)
 
 
-class _RedisSlot:
-    __slots__ = ("_pacer", "lease", "priority", "used", "waiter")
+class _RedisSlot(QueuedSlot):
+    __slots__ = ("_pacer", "lease")
 
     def __init__(self, pacer: RedisPacer, priority: int) -> None:
+        super().__init__(pacer._queue, priority)
         self._pacer = pacer
-        self.priority = priority
         self.lease = secrets.token_hex(8)
-        self.used = True
-        self.waiter: Waiter | None = None
 
     async def __aenter__(self) -> None:
         await self._pacer._acquire(self)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._pacer._release(self)
-
-    def prioritize(self, priority: int) -> None:
-        """Raise this slot's priority while it waits (a lower number)."""
-        self.priority = min(self.priority, priority)
-        waiter = self.waiter
-        if waiter is not None and self._pacer._queue.prioritize(waiter, priority):
-            self._pacer._queue.wake_head()
-
-    def unused(self) -> None:
-        """Give the place back uncounted when the block ends."""
-        self.used = False

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._redis import connect
 from .exceptions import SharedStoreError
 
 if TYPE_CHECKING:
@@ -125,16 +126,7 @@ class RedisStore:
     def __init__(
         self, redis: str | redis.asyncio.Redis, *, prefix: str = "biotorrents:cursor:"
     ) -> None:
-        import redis.asyncio as redis_asyncio
-
-        if isinstance(redis, str):
-            self._redis: redis_asyncio.Redis = redis_asyncio.Redis.from_url(
-                redis, socket_timeout=5.0, socket_connect_timeout=5.0
-            )
-            self._owned = True
-        else:
-            self._redis = redis
-            self._owned = False
+        self._redis, self._owned = connect(redis)
         self._prefix = prefix
 
     async def load(self, name: str) -> Cursor | None:

@@ -10,7 +10,7 @@ next *check* of a rotation:
 - ``alerts``: the pending notices (when the alert stream is open);
 - ``inbox``: page 1 of the inbox, while unread conversations exist (a reply to a
   conversation that is already unread does not change the counter);
-- every tenth round, a listing of the inbox or the notifications instead, for
+- every 30th round, a listing of the inbox or the notifications instead, for
   what the counters cannot show (you read something on the site meanwhile).
 
 Only when something changed are further pages fetched, and only as many as it
@@ -55,8 +55,9 @@ __all__ = [
 logger = logging.getLogger("biotorrents_async.watch")
 
 T = TypeVar("T")
-#: Every how many rounds a listing replaces the counter check.
-RESYNC = 10
+#: Every how many rounds a listing takes a round's place, for what the counters
+#: cannot show (something read on the site between two checks).
+RESYNC = 30
 _EPOCH = _dt.datetime.min
 
 
@@ -382,7 +383,7 @@ class WatchStream(Generic[T]):
         if self._closed:
             return
         self._closed = True
-        self._hub.remove(self)
+        await self._hub.remove(self)
         await self._hand_over()
 
     async def __aenter__(self) -> Self:
@@ -448,6 +449,7 @@ class WatchHub:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._round = 0
+        self._last_run: dict[str, int] = {}
         self._unread: int | None = None  # conversations unread at the last index
         self.checks: deque[str] = deque(maxlen=1000)
         """The latest checks done, in order (for tests and curious users)."""
@@ -458,12 +460,16 @@ class WatchHub:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="biotorrents-watch")
 
-    def remove(self, stream: WatchStream[Any]) -> None:
+    async def remove(self, stream: WatchStream[Any]) -> None:
+        """Stop polling for ``stream``; with the last one, stop polling at all."""
         if stream in self._streams:
             self._streams.remove(stream)
         if not self._streams and self._task is not None:
-            self._task.cancel()
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            if task is not asyncio.current_task():
+                # Nothing of ours is in flight once the last stream is closed.
+                await asyncio.gather(task, return_exceptions=True)
 
     async def close(self) -> None:
         """End every stream (the client is closing)."""
@@ -498,8 +504,12 @@ class WatchHub:
             listings = [k for k in ("inbox", "torrents") if self._of(k)]
             if listings:
                 return listings[(self._round // RESYNC) % len(listings)]
+        # The check of the rotation that waited longest: each runs at least
+        # once every len(rotation) rounds, even as the rotation changes.
         rotation = self._rotation()
-        return rotation[self._round % len(rotation)]
+        check = min(rotation, key=lambda c: self._last_run.get(c, -1))
+        self._last_run[check] = self._round
+        return check
 
     async def _run(self) -> None:
         failures = 0
