@@ -377,10 +377,15 @@ class BioTorrentsClient:
                     "BIOTORRENTS_REDIS_URL shares a rate rule; it cannot go with "
                     "BIOTORRENTS_RATE_LIMIT=none"
                 )
+            timeout = settings.get("timeout", 30.0)
+            if isinstance(timeout, aiohttp.ClientTimeout):
+                timeout = timeout.total or 30.0
             owned = settings["pacer"] = RedisPacer(
                 redis_url,
                 rate_limit=rule,
                 key=account_key(token, settings.get("cookies")),
+                # A place is leased for as long as a request can take.
+                request_timeout=timeout,
             )
         client = cls(token, **settings)
         client._owned_pacer = owned

@@ -274,8 +274,10 @@ class ApiSession:
 
     @property
     def holds_connections(self) -> bool:
-        """Whether this object created an aiohttp session that is still open."""
-        return self._owned is not None and not self._owned.closed
+        """Whether this object created an aiohttp session and never closed it."""
+        # Not `.closed`: in a garbage-collected cycle aiohttp's connector may
+        # be finalised first and then reports itself closed.
+        return self._owned is not None
 
     @property
     def auth_failure(self) -> str | None:

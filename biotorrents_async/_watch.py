@@ -350,11 +350,17 @@ class WatchStream(Generic[T]):
         return self
 
     async def __anext__(self) -> T:
+        await self._hand_over()
+        item: T = await self._take()
+        self._hold(item)
+        return item
+
+    async def _take(self) -> Any:
+        """The next item, not yet in the consumer's hands."""
         if self._closed:
             raise StopAsyncIteration
         if not self._started:
             await self._start()
-        await self._hand_over()
         if self._error is not None and self._queue.empty():
             raise self._error
         raw = await self._queue.get()
@@ -362,11 +368,12 @@ class WatchStream(Generic[T]):
             if self._error is not None:
                 raise self._error
             raise StopAsyncIteration
-        self._in_hand, self._has_in_hand = raw, True
-        result: T = raw
-        return result
+        return raw
 
-    async def save(self) -> None:
+    def _hold(self, item: Any) -> None:
+        self._in_hand, self._has_in_hand = item, True
+
+    async def _save(self) -> None:
         """Write the cursor (after a baseline: the start is remembered)."""
         await self._store.save(self.name, self._tracker.cursor())
 
@@ -376,7 +383,7 @@ class WatchStream(Generic[T]):
         if self._has_in_hand:
             self._has_in_hand = False
             self._tracker.handed_over(self._in_hand)
-            await self._store.save(self.name, self._tracker.cursor())
+            await self._save()
 
     async def aclose(self) -> None:
         """Stop watching; the item last yielded counts as handed over."""
@@ -450,12 +457,19 @@ class WatchHub:
         self._wake = asyncio.Event()
         self._round = 0
         self._last_run: dict[str, int] = {}
+        # Checks that failed part-way: done again before anything else, since a
+        # lost listing may have marked things read (the counters then say 0).
+        self._owed: list[str] = []
         self._unread: int | None = None  # conversations unread at the last index
         self.checks: deque[str] = deque(maxlen=1000)
         """The latest checks done, in order (for tests and curious users)."""
 
     def add(self, stream: WatchStream[Any]) -> None:
         self._streams.append(stream)
+        if stream._tracker.started and stream.kind != "alerts":
+            # Resumed from a cursor: anything may have happened meanwhile,
+            # including hits marked read (their counter says 0). List first.
+            self._owed.append(stream.kind)
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="biotorrents-watch")
@@ -500,6 +514,10 @@ class WatchHub:
         for stream in self._streams:
             if not stream._tracker.started:
                 return stream.kind
+        while self._owed:
+            owed = self._owed.pop(0)
+            if owed == "index" or self._of("alerts" if owed == "alerts" else owed):
+                return owed
         if self._round % RESYNC == 0:
             listings = [k for k in ("inbox", "torrents") if self._of(k)]
             if listings:
@@ -527,7 +545,10 @@ class WatchHub:
                     except BioTorrentsError as exc:
                         if isinstance(exc, AuthenticationError):
                             raise
-                        # Transient (the session already retried): absorb it.
+                        # Transient (the session already retried): absorb it,
+                        # and do the same work again next.
+                        if check not in self._owed:
+                            self._owed.append(check)
                         failures += 1
                         pause = min(interval * 2**failures, 300.0)
                         pause *= 1 + random.random()
@@ -576,7 +597,7 @@ class WatchHub:
                 first = not tracker.started
                 stream.push(tracker.check(alerts))
                 if first:
-                    await stream.save()
+                    await stream._save()
         else:
             await self._list(check)
 
@@ -587,6 +608,14 @@ class WatchHub:
         Watermarks move only once the whole round has succeeded.
         """
         streams = self._of(kind)
+        if kind not in self._owed:
+            self._owed.append(kind)  # until this listing has succeeded whole
+        unread_hits = None
+        if kind == "torrents" and any(
+            not s._tracker.started and s._tracker.include_unread for s in streams
+        ):
+            # Listing marks every hit read: count the unread ones first.
+            unread_hits = (await self._index()).notifications.notifications
         found: dict[int, list[Any]] = {id(s): [] for s in streams}
         pending = {id(s) for s in streams if s._tracker.started}
         seen: set[int] = set()
@@ -617,11 +646,12 @@ class WatchHub:
             else:
                 backlog = []
                 if tracker.include_unread:
-                    backlog = await self._backlog(kind, first)
+                    backlog = await self._backlog(kind, first, unread_hits)
                 stream.push(tracker.baseline(first.items, backlog))
                 # Saved at once: after a crash, what arrived since this first
                 # start is still new.
-                await stream.save()
+                await stream._save()
+        self._owed.remove(kind)
 
     async def _page(
         self, kind: str, number: int, unread_first: bool = False
@@ -630,24 +660,30 @@ class WatchHub:
             return await self._conversations(number, unread_first)
         return await self._torrents(number)
 
-    async def _backlog(self, kind: str, first: Page[Any]) -> list[Any]:
+    async def _backlog(
+        self, kind: str, first: Page[Any], unread_hits: int | None
+    ) -> list[Any]:
         """What is unread at the very first start (``include_unread=True``)."""
+        if kind == "torrents":
+            # Newest first, and the unread hits are the newest: the first
+            # `unread_hits` of the listing (its flags are gone after page 1).
+            wanted = unread_hits or 0
+            hits, page, number = list(first.items), first, 1
+            while len(hits) < wanted and page.has_next:
+                number += 1
+                page = await self._page(kind, number)
+                hits += page.items
+            return hits[:wanted]
         unread: list[Any] = []
-        page, number = first, 1
-        if kind == "inbox":
-            # Sticky first, then unread, then read: stop at the first read one.
-            page = await self._page(kind, 1, unread_first=True)
+        # Sticky first, then unread, then read: stop at the first read one.
+        page, number = await self._page(kind, 1, unread_first=True), 1
         while True:
-            more = [i for i in page.items if i.unread]
-            unread += more
-            if any(
-                not i.unread and not getattr(i, "sticky", False) for i in page.items
-            ):
-                return unread
-            if not page.has_next:
+            unread += [i for i in page.items if i.unread]
+            read = [i for i in page.items if not i.unread]
+            if any(not getattr(i, "sticky", False) for i in read) or not page.has_next:
                 return unread
             number += 1
-            page = await self._page(kind, number, unread_first=kind == "inbox")
+            page = await self._page(kind, number, unread_first=True)
 
 
 async def merge_streams(
@@ -673,15 +709,18 @@ async def merge_streams(
     queue = asyncio.Queue()
 
     async def pump(stream: WatchStream[Any]) -> None:
+        # Takes items without putting them in the consumer's hands: one that is
+        # taken but never yielded (the consumer stopped) is not handed over.
         try:
-            async for item in stream:
+            while True:
+                item = await stream._take()
                 done = asyncio.Event()
                 await queue.put((stream, item, done))
                 await done.wait()  # the consumer asked for its next item
+        except StopAsyncIteration:
+            await queue.put((stream, _END, None))
         except Exception as exc:  # handed to the consumer
             await queue.put((stream, exc, None))
-            return
-        await queue.put((stream, _END, None))
 
     tasks = [asyncio.create_task(pump(s)) for s in streams]
     live = len(tasks)
@@ -701,6 +740,7 @@ async def merge_streams(
                     continue
                 raise item
             held = (stream, signal)
+            stream._hold(item)
             yield stream, item
     finally:
         for task in tasks:

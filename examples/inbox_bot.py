@@ -115,9 +115,13 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", action="store_true", help="use the real site")
     parser.add_argument("--webhook", help="POST each item here as {'text': ...}")
-    parser.add_argument("--store", default="inbox_bot.db", help="the cursor file")
+    parser.add_argument(
+        "--store", help="the cursor file (inbox_bot.db; inbox_bot_demo.db on the fake)"
+    )
     parser.add_argument("--seconds", type=float, help="stop after this long")
     args = parser.parse_args()
+    # Not one file for both: the fake's cursor would make the site's mail old.
+    args.store = args.store or ("inbox_bot.db" if args.real else "inbox_bot_demo.db")
 
     task = asyncio.create_task(run(args))
     loop = asyncio.get_running_loop()

@@ -86,7 +86,7 @@ def test_the_bot_shows_new_items_within_seconds(tmp_path: Path) -> None:
     assert "mail from" in out
     assert "torrent hit: Sequencing run" in out
     assert err.strip() == "stopped"  # a clean stop, by itself
-    assert (tmp_path / "inbox_bot.db").exists()  # the cursor file
+    assert (tmp_path / "inbox_bot_demo.db").exists()  # the cursor file
     assert not [s for s in SECRETS if s in out + err]
 
 

@@ -189,3 +189,14 @@ async def test_an_outage_and_a_restart_mid_run(fake: FakeBioTorrents, key: str) 
 
 def _has_redis() -> bool:
     return shutil.which("redis-server") is not None
+
+
+def test_from_env_leases_places_for_the_clients_timeout(redis_url: str) -> None:
+    client = BioTorrentsClient.from_env(
+        {"BIOTORRENTS_TOKEN": "t0ken-value", "BIOTORRENTS_REDIS_URL": redis_url},
+        timeout=60,
+    )
+    pacer = client._owned_pacer
+    assert isinstance(pacer, RedisPacer)
+    window = RateLimit.default().window
+    assert pacer._lease_ms == round((60 + window) * 1000)

@@ -27,6 +27,7 @@ from biotorrents_async import (
     RedisStore,
     RetryPolicy,
     WatchStream,
+    merge_streams,
 )
 from biotorrents_async.testing import FakeBioTorrents, FakeConversation, Fault
 
@@ -326,6 +327,46 @@ async def test_a_retried_notifications_answer_hides_nothing(
         await hits.stop()
 
 
+async def test_include_unread_takes_every_unread_hit_past_page_one(
+    fake: FakeBioTorrents,
+) -> None:
+    # Listing page 1 marks every hit read, so page 2's flags say nothing.
+    unread = [hit(fake, f"Unread {n}") for n in range(65)]
+    seeded = sorted({n.torrent_id for n in fake.data.notifications if n.unread})
+    assert len(seeded) == 65 + 5
+    async with client_for(fake) as client:
+        hits = Consumer(
+            client.notifications.watch_torrents(interval=INTERVAL, include_unread=True),
+            client,
+        )
+        await hits.wait_for(70)
+        await asyncio.sleep(INTERVAL * 3)
+        got = [h.torrent_id for _, h in hits.items]
+        assert sorted(got) == sorted(seeded)
+        assert got[-len(unread) :] == unread  # oldest first
+        await hits.stop()
+
+
+async def test_a_listing_that_failed_whole_is_done_again(
+    fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("biotorrents_async._watch.RESYNC", 10**9)
+    async with client_for(
+        fake, retry=RetryPolicy(attempts=2, backoff_initial=0)
+    ) as client:
+        hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
+        await started(client, hits.stream)
+        # The server marks the hit read and the answer is lost, twice: the
+        # listing fails, and the counter says 0 from then on.
+        fake.faults.schedule(Fault.DROP_AFTER, Fault.DROP_AFTER, action="notifications")
+        injected = client._hub._round
+        torrent = hit(fake, "Lost twice")
+        await hits.wait_for(1)
+        assert [h.torrent_id for _, h in hits.items] == [torrent]
+        assert hits.items[0][0] - injected <= 4  # not at the 30th round's listing
+        await hits.stop()
+
+
 # --- stop and restart --------------------------------------------------------------
 
 
@@ -442,6 +483,36 @@ async def test_a_file_store_killed_mid_write_still_opens(tmp_path: Path) -> None
         assert cursor is not None
         assert cursor["top"] == "2026-01-01T00:00:00"
         assert cursor["edge"] == list(range(len(cursor["edge"])))
+
+
+async def test_a_merged_stream_hands_over_only_what_was_yielded(
+    fake: FakeBioTorrents,
+) -> None:
+    store = MemoryStore()
+    async with client_for(fake) as client:
+        inbox = client.inbox.watch(interval=INTERVAL, store=store)
+        hits = client.notifications.watch_torrents(interval=INTERVAL, store=store)
+        async with inbox, hits:
+            await started(client, inbox, hits)
+            conv = fake.data.add_conversation("Mail", sender=3, recipient=2)
+            torrent = hit(fake, "Hit")
+            await rounds_done(client, client._hub._round + 3)
+            merged = merge_streams(inbox, hits)
+            _, first = await anext(merged)  # one seen; the other taken, unseen
+            await merged.aclose()
+    seen = first.conv_id if hasattr(first, "conv_id") else first.torrent_id
+    async with client_for(fake) as again:
+        inbox = Consumer(again.inbox.watch(interval=INTERVAL, store=store), again)
+        hits = Consumer(
+            again.notifications.watch_torrents(interval=INTERVAL, store=store), again
+        )
+        await asyncio.sleep(INTERVAL * 6)
+        got = [c.conv_id for _, c in inbox.items] + [
+            h.torrent_id for _, h in hits.items
+        ]
+        assert got == [i for i in (conv.id, torrent) if i != seen]
+        await inbox.stop()
+        await hits.stop()
 
 
 async def test_replicas_share_a_redis_store(

@@ -441,10 +441,11 @@ class FakeData:
         data.bookmarks[2] = [g.id for g in groups[:7]]
         data.artist_bookmarks[2] = [artists[2].id, artists[0].id]
         data.snatches[2] = [g.torrents[0].id for g in groups[10:40]]
-        # 120 hits (three pages of 50): every group matched by two filters.
+        # 120 hits (three pages of 50): every group matched by two filters, both
+        # hits of a torrent made at its upload, so both read or both unread.
         for n in range(120):
             group = groups[n % len(groups)]
-            data.add_notification(2, group.torrents[0], unread=n < 5)
+            data.add_notification(2, group.torrents[0], unread=n % len(groups) < 5)
 
         subjects = [
             "Re: Bruker raw files & converters",

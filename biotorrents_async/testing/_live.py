@@ -22,10 +22,12 @@ def add_live_item(data: FakeData, count: int, user_id: int = 2) -> str:
     other = next((u for u in data.users if u not in (0, 1, user_id)), 1)
     kind = ("conversation", "reply", "torrent", "alert")[count % 4]
     mine = [c for c in data.conversations.values() if user_id in c.participants]
-    if kind == "reply" and mine:
-        latest = max(mine, key=lambda c: c.id)
-        sender = next(p for p in latest.participants if p != user_id)
-        data.add_reply(latest, sender=sender, body=f"Live reply {count}")
+    if kind == "reply" and len(mine) > 1:
+        # Not the conversation added just before: dates have whole seconds, and
+        # a reply in the same second as the last message moves nothing.
+        older = sorted(mine, key=lambda c: c.id)[-2]
+        sender = next(p for p in older.participants if p != user_id)
+        data.add_reply(older, sender=sender, body=f"Live reply {count}")
     elif kind == "torrent":
         group = data.add_group(f"Live data set {count}", tags=["live"])
         data.add_notification(user_id, data.add_torrent(group, uploader=other))
