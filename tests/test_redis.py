@@ -200,3 +200,42 @@ def test_from_env_leases_places_for_the_clients_timeout(redis_url: str) -> None:
     assert isinstance(pacer, RedisPacer)
     window = RateLimit.default().window
     assert pacer._lease_ms == round((60 + window) * 1000)
+
+
+async def test_two_cli_processes_share_one_allowance(
+    redis_url: str, fake: FakeBioTorrents
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BIOTORRENTS_")},
+        "BIOTORRENTS_BASE_URL": fake.url,
+        "BIOTORRENTS_COOKIES": "session=fake-session-kestrel; userid=2",
+    }
+    # The key comes from the account (the userid cookie): all three share it.
+    commands = [
+        ("search", "a", "--all"),
+        ("inbox", "--all"),
+        ("posts", "2", "--all"),
+    ]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "biotorrents_async",
+            *command,
+            "--json",
+            "--rate-limit",
+            f"2/{RULE.per}",
+            "--redis",
+            redis_url,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for command in commands
+    ]
+    errors = await asyncio.wait_for(
+        asyncio.gather(*(p.communicate() for p in procs)), 60
+    )
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert len(fake.requests) >= 9  # every page of each listing
+    assert rejected(fake) == 0

@@ -191,7 +191,16 @@ async def test_two_hundred_tasks_one_borrowed_session() -> None:
     rule = RateLimit(2, 0.01)
     async with FakeBioTorrents(rate_limit=rule) as fake:
         connector = aiohttp.TCPConnector(limit=8)
-        async with aiohttp.ClientSession(connector=connector) as borrowed:
+        sent: list[str] = []
+        trace = aiohttp.TraceConfig()
+
+        async def on_start(*_: object) -> None:
+            sent.append("request")
+
+        trace.on_request_start.append(on_start)
+        async with aiohttp.ClientSession(
+            connector=connector, trace_configs=[trace]
+        ) as borrowed:
             async with client_for(fake, rate_limit=rule, session=borrowed) as client:
                 ids = [1 + n % 70 for n in range(200)]
                 pages = [1 + n % 3 for n in range(200)]
@@ -210,8 +219,15 @@ async def test_two_hundred_tasks_one_borrowed_session() -> None:
         outcomes = Counter(r.outcome for r in fake.requests)
         assert outcomes == {"ok": len(fake.requests)}
         assert len({r.peer_port for r in fake.requests}) <= 8
-        # Identical concurrent calls shared requests.
-        assert len(fake.requests) <= 200
+        # Every request went through the borrowed session.
+        assert len(sent) == len(fake.requests)
+        # Identical concurrent calls shared one request each: one per distinct
+        # call, the other callers joined it.
+        distinct = {("user", i) for n, i in enumerate(ids) if n % 2} | {
+            ("search", p) for n, p in enumerate(pages) if not n % 2
+        }
+        assert len(fake.requests) == len(distinct)
+        assert client.stats["coalesced"] == 200 - len(distinct)
 
 
 async def test_stalled_server_fails_within_the_bound() -> None:

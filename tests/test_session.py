@@ -329,6 +329,7 @@ async def test_borrowed_session_is_not_closed_or_mutated(api: Router) -> None:
         before = dict(borrowed.headers)
         async with make_client(session=borrowed) as client:
             await client.index()
+            assert client._session._owned is None  # the borrowed one was used
         assert not borrowed.closed
         assert dict(borrowed.headers) == before
         assert not borrowed.cookie_jar._cookies  # type: ignore[attr-defined]
