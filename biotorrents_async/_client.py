@@ -297,6 +297,8 @@ class BioTorrentsClient:
                 f"max_body_size must be an int >= 1, got {max_body_size!r}"
             )
         self._base_url = base_url
+        # Names the account without a secret (places remembered by the CLI).
+        self._account = account_key(token, checked_cookies)
         self._auth_mode = "+".join(
             name for name, v in (("token", token), ("cookies", checked_cookies)) if v
         )

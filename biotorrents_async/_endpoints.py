@@ -434,7 +434,8 @@ class Notifications(_Endpoint):
             raise CookiesRequiredError(
                 f"{what} needs the cookie session: the server refuses torrent "
                 "notifications to token-only clients ('bad parameters'); give "
-                "cookies={'session': ..., 'userid': ...} too",
+                "the session and userid cookies too (cookies= in Python, "
+                "BIOTORRENTS_COOKIES or --cookies-file on the command line)",
                 action="notifications",
             )
 

@@ -250,6 +250,24 @@ class LocalPacer:
         """Let nobody send for ``seconds`` from now (never shortens a pause)."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
+    def snapshot(self) -> list[float]:
+        """The places still held, as the wall-clock times of their answers.
+
+        For a process that ends soon and a next one on the same account
+        (the ``biotorrents`` command, run in a loop): see :meth:`restore`.
+        """
+        now, wall = self._clock(), time.time()
+        window = self._limit.window if self._limit else 0.0
+        return [wall - (now - t) for t in self._done if t + window > now]
+
+    def restore(self, answers: list[float]) -> None:
+        """Count places that another process's answers still hold (wall clock)."""
+        now, wall = self._clock(), time.time()
+        for answered in (
+            sorted(answers)[-self._done.maxlen :] if self._done.maxlen else []
+        ):
+            self._done.append(now - (wall - answered))
+
     def _wait_needed(self) -> float:
         now = self._clock()
         wait = self._paused_until - now

@@ -34,6 +34,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -145,8 +146,8 @@ def connect(redis: str | redis.asyncio.Redis) -> tuple[redis.asyncio.Redis, bool
         import redis.asyncio as redis_asyncio
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImportError(
-            "Redis support needs the redis package: "
-            'pip install "biotorrents-async[redis]"'
+            "Redis support needs the redis package: pip install "
+            '"biotorrents-async[redis]" (from a checkout: pip install ".[redis]")'
         ) from exc
     if isinstance(redis, str):
         client = redis_asyncio.Redis.from_url(
@@ -280,6 +281,7 @@ class RedisPacer:
         queue = self._queue
         waiter = slot.waiter = queue.push(slot.priority)
         waited = False
+        since = 0.0
         try:
             while True:
                 waiter.event.clear()
@@ -302,6 +304,14 @@ class RedisPacer:
                 if not waited:
                     waited = True
                     self.waits += 1
+                    since = time.monotonic()
+                elif since and time.monotonic() - since >= 1:
+                    # Polls are short: say once that the wait is long.
+                    logger.debug(
+                        "pacing: waiting %.3fs for a free slot",
+                        time.monotonic() - since,
+                    )
+                    since = 0.0
                 # Another process is first (-1): look again soon. Otherwise the
                 # script says when the first place frees.
                 wait = self._poll if wait_ms < 0 else wait_ms / 1000

@@ -104,10 +104,6 @@ class _ListingTracker(_Tracker[T]):
         self.edge: set[int] = set()
         self.done_top = _EPOCH  # what has been handed over
         self.done_edge: set[int] = set()
-        # At a first start with include_unread: the unread items still to hand
-        # over, and the watermark to take once they all are.
-        self.backlog = 0
-        self.base: tuple[_dt.datetime, set[int]] = (_EPOCH, set())
 
     @staticmethod
     def key(item: T) -> tuple[_dt.datetime, int]:
@@ -130,26 +126,13 @@ class _ListingTracker(_Tracker[T]):
         """Move the watermark past ``items``; return them oldest first."""
         ordered = sorted(items, key=self.key)
         for item in ordered:
-            date, ident = self.key(item)
-            if date > self.top:
-                self.top, self.edge = date, set()
-            self.edge.add(ident)
+            self.top, self.edge = _advance(self.top, self.edge, *self.key(item))
         return ordered
 
     def handed_over(self, item: T) -> None:
-        date, ident = self.key(item)
-        if date > self.done_top:
-            self.done_top, self.done_edge = date, set()
-        self.done_edge.add(ident)
-        if self.backlog:
-            self.backlog -= 1
-            if not self.backlog and self.base[0] >= self.done_top:
-                # The last unread item is out: what existed at the start is done.
-                top, edge = self.base
-                self.done_edge = edge | (
-                    self.done_edge if top == self.done_top else set()
-                )
-                self.done_top = top
+        self.done_top, self.done_edge = _advance(
+            self.done_top, self.done_edge, *self.key(item)
+        )
 
     def load(self, cursor: Cursor) -> None:
         top = cursor.get("top")
@@ -171,16 +154,23 @@ class _ListingTracker(_Tracker[T]):
         over when the stream was asked to include them.
         """
         self.accept([*newest, *unread])
+        # The cursor starts after all of it, the unread backlog included: that
+        # backlog is offered once, and if the bot stops before handing all of it
+        # over, the rest is not offered again (it is not new).
         self.done_top, self.done_edge = self.top, set(self.edge)
         self.started = True
-        backlog = sorted({self.key(i)[1]: i for i in unread}.values(), key=self.key)
-        if backlog:
-            # Handed over one by one from the oldest: the cursor starts before
-            # them and takes the baseline once the last one is out.
-            self.base = (self.done_top, self.done_edge)
-            self.done_top, self.done_edge = _EPOCH, set()
-            self.backlog = len(backlog)
-        return backlog
+        return sorted({self.key(i)[1]: i for i in unread}.values(), key=self.key)
+
+
+def _advance(
+    top: _dt.datetime, edge: set[int], date: _dt.datetime, ident: int
+) -> tuple[_dt.datetime, set[int]]:
+    """A watermark moved to take in an item of ``date``: the ids at the top."""
+    if date > top:
+        return date, {ident}
+    if date == top:
+        edge.add(ident)
+    return top, edge
 
 
 class _InboxTracker(_ListingTracker[ConversationSummary]):

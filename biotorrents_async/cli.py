@@ -25,6 +25,7 @@ from ._client import (
     parse_rule,
 )
 from ._output import Progress, describe_rule, emit, to_jsonable
+from ._pacing import LocalPacer
 from ._stores import FileStore
 from ._watch import WatchStream, merge_streams
 from .exceptions import BioTorrentsError
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
         "--base-url",
+        type=_url,
         help=f"site to talk to (default: $BIOTORRENTS_BASE_URL or {DEFAULT_BASE_URL})",
     )
     common.add_argument(
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user_id", type=_positive)
     p = add("recents", help="a user's recent snatches and uploads")
     p.add_argument("user_id", type=_positive)
-    p.add_argument("--limit", type=_positive, default=15)
+    p.add_argument("--limit", type=_recents_limit, default=15, help="1 to 50")
     p = add("posts", help="a user's forum posts")
     p.add_argument("user_id", type=_positive)
     _paging(p)
@@ -222,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _recents_limit(text: str) -> int:
+    value = _positive(text)
+    if value > 50:
+        raise argparse.ArgumentTypeError(f"expected at most 50, got {text!r}")
+    return value
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
+    return text
+
+
 def _stream_kind(text: str) -> str:
     # Not `choices`: with nargs="*", argparse checks the empty default against them.
     if text not in ("inbox", "torrents", "alerts"):
@@ -268,15 +283,20 @@ def make_client(args: argparse.Namespace) -> BioTorrentsClient:
     """Build the client: command-line options over the environment variables."""
     environ = dict(os.environ)
     if args.token_file is not None:
-        environ["BIOTORRENTS_TOKEN"] = _read(args.token_file, "token file").strip()
+        token = _read(args.token_file, "token file").strip()
+        if not token:
+            raise CliError(f"--token-file {str(args.token_file)!r} is empty")
+        environ["BIOTORRENTS_TOKEN"] = token
     if args.cookies_file is not None:
+        where = f"--cookies-file {str(args.cookies_file)!r}"
         text = _read(args.cookies_file, "cookies file")
         try:
-            parse_cookies(text)
+            cookies = parse_cookies(text)
         except ValueError as exc:
-            raise CliError(
-                f"--cookies-file {str(args.cookies_file)!r}: {exc}"
-            ) from None
+            raise CliError(f"{where}: {exc}") from None
+        missing = {"session", "userid"} - set(cookies)
+        if missing:
+            raise CliError(f"{where} needs {' and '.join(sorted(missing))}")
         environ["BIOTORRENTS_COOKIES"] = text
     for option, name in (
         ("base_url", "BIOTORRENTS_BASE_URL"),
@@ -358,11 +378,50 @@ async def fetch_all(
 async def run_endpoint(args: argparse.Namespace, out: TextIO, err: TextIO) -> Any:
     """Run one endpoint subcommand against ``--base-url`` and print the result."""
     client = make_client(args)
-    with _notes(err):
+    with _notes(err), _remembered_places(client):
         async with client:
             result = await _call(client, args, err)
     emit(result, args, out)
     return result
+
+
+def _state_file() -> Path:
+    root = os.environ.get("BIOTORRENTS_STATE_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state",
+        "biotorrents-async",
+    )
+    return Path(root) / "places.json"
+
+
+@contextlib.contextmanager
+def _remembered_places(client: BioTorrentsClient) -> Iterator[None]:
+    """Carry the places this account's requests still hold to the next command.
+
+    Each command paces itself; without this, three quick commands in a row
+    would send a third request inside a window (`for i in 1 2 3; do biotorrents
+    index; done`). Concurrent commands need --redis.
+    """
+    pacer = client._session.pacer
+    if not isinstance(pacer, LocalPacer) or pacer.limit is None:
+        yield
+        return
+    path, key = _state_file(), f"{client.base_url} {client._account}"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if isinstance(saved, dict) and isinstance(saved.get(key), list):
+        pacer.restore([t for t in saved[key] if isinstance(t, int | float)])
+    try:
+        yield
+    finally:
+        saved = saved if isinstance(saved, dict) else {}
+        saved[key] = pacer.snapshot()
+        with contextlib.suppress(OSError):  # a read-only home: forget them
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(saved))
+            temporary.replace(path)
 
 
 async def _call(
@@ -377,8 +436,6 @@ async def _call(
     if command == "stats":
         return await client.users.community_stats(args.user_id)
     if command == "recents":
-        if args.limit > 50:
-            raise CliError("--limit must be at most 50")
         return await client.users.recents(args.user_id, limit=args.limit)
     if command == "conversation":
         return await client.inbox.conversation(args.conv_id)
@@ -520,7 +577,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             asyncio.run(run_demo(parse_rule(args.rate_limit), out))
         elif args.command == "fake-server":
-            asyncio.run(run_fake_server(args, out))
+            asyncio.run(until_signal(run_fake_server(args, out)))
+            print("stopped", file=err)
         elif args.command == "watch":
             asyncio.run(until_signal(run_watch(args, out, err)))
         else:
@@ -536,7 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Public exception types: worth naming, they are what a script catches.
         print(f"error: {type(exc).__name__}: {exc}", file=err)
         return 1
-    except (CliError, ValueError, OSError) as exc:
+    except (CliError, ValueError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=err)
         return 1
     except Exception as exc:  # a bug of ours: still one line, no traceback

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,12 +75,15 @@ async def site(real: bool, live: float) -> AsyncIterator[BioTorrentsClient]:
         print(f"(the fake BioTorrents.de at {fake.url}; --real for the site)")
 
         async def add_items() -> None:
+            # A new fake every run: its items are new ones, stamped to show it.
             for n in range(1, 1000):
                 await asyncio.sleep(live)
+                stamp = time.strftime("%H:%M:%S")
                 if n % 3 == 1:
-                    fake.data.add_conversation(f"Hello #{n}", sender=3, recipient=2)
+                    subject = f"Hello #{n} ({stamp})"
+                    fake.data.add_conversation(subject, sender=3, recipient=2)
                 elif n % 3 == 2:
-                    group = fake.data.add_group(f"Sequencing run #{n}")
+                    group = fake.data.add_group(f"Sequencing run #{n} ({stamp})")
                     torrent = fake.data.add_torrent(group, uploader=3)
                     fake.data.add_notification(2, torrent)
                 else:

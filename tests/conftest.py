@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -83,6 +84,12 @@ class _Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def own_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI remembers held places between commands: never in the real home."""
+    monkeypatch.setenv("BIOTORRENTS_STATE_DIR", str(tmp_path / "state"))
 
 
 @pytest.fixture(autouse=True)

@@ -154,7 +154,6 @@ def test_token_file(
             "error: NotFoundError: inbox: conversation 99999 does not exist or is "
             "not yours",
         ),
-        (["recents", "2", "--limit", "60"], "error: --limit must be"),
     ],
 )
 def test_errors_are_one_line(
@@ -200,7 +199,13 @@ def test_unreachable_server(
 def test_bad_arguments_exit_2_with_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for argv in (["user", "0"], ["clear", "inbox"], ["index", "--rate-limit", "x"]):
+    for argv in (
+        ["user", "0"],
+        ["clear", "inbox"],
+        ["index", "--rate-limit", "x"],
+        ["recents", "2", "--limit", "51"],
+        ["index", "--base-url", "ftp://bio.example"],
+    ):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
@@ -410,3 +415,67 @@ def test_fake_server_options_for_other_languages() -> None:
             time.sleep(3)
         assert "note:" in done.stderr or counts  # retries are announced
     assert counts[1] >= counts[0]
+
+
+def test_commands_in_a_row_keep_the_rule(
+    env: FakeBioTorrents, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rule = "2/0.5"
+    for _ in range(5):
+        assert main(["index", "--rate-limit", rule]) == 0
+    capsys.readouterr()
+    times = [r.time for r in env.requests]
+    # Any three requests in a row span more than a window: the rule holds
+    # across processes of the command that run one after another.
+    assert all(c - a >= 0.5 for a, c in zip(times, times[2:], strict=False))
+    assert (tmp_path / "state" / "places.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "message"),
+    [
+        ("--token-file", "", "--token-file '{path}' is empty"),
+        ("--cookies-file", "", "needs session and userid"),
+        ("--cookies-file", "session=abc\n", "--cookies-file '{path}' needs userid"),
+    ],
+)
+def test_credential_files_that_say_nothing_are_errors(
+    env: FakeBioTorrents,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    option: str,
+    content: str,
+    message: str,
+) -> None:
+    path = tmp_path / "credentials"
+    path.write_text(content)
+    code, out, err = run(capsys, "index", option, str(path))
+    assert (code, out) == (1, "")
+    assert message.format(path=path) in err
+    assert err.count("\n") == 1
+    assert env.requests == []
+
+
+def test_a_missing_redis_extra_is_one_line_not_a_bug(
+    env: FakeBioTorrents,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_redis(_: object) -> None:
+        raise ImportError('Redis support needs the redis package: pip install "x"')
+
+    monkeypatch.setattr("biotorrents_async._redis.connect", no_redis)
+    code, _, err = run(capsys, "index", "--redis", "redis://127.0.0.1:1/0")
+    assert code == 1
+    assert err.startswith("error: Redis support needs the redis package")
+    assert "bug" not in err
+
+
+def test_fake_server_stops_cleanly_on_sigint() -> None:
+    proc = _cli("fake-server", "--port", "0")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("fake BioTorrents.de serving")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert err.strip() == "stopped"

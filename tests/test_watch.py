@@ -347,6 +347,27 @@ async def test_include_unread_takes_every_unread_hit_past_page_one(
         await hits.stop()
 
 
+async def test_a_crash_in_the_unread_backlog_sends_no_read_mail(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "cursor.db")
+    client = client_for(fake)
+    stream = client.inbox.watch(interval=INTERVAL, store=store, include_unread=True)
+    await stream.__aenter__()
+    first = [await anext(stream), await anext(stream)]  # the second in hand
+    assert all(c.unread for c in first)
+    await client._hub.remove(stream)  # the process dies mid-backlog
+    await client.aclose()
+    fresh = fake.data.add_conversation("After the crash", sender=3, recipient=2)
+    async with client_for(fake) as again:
+        inbox = Consumer(again.inbox.watch(interval=INTERVAL, store=store), again)
+        await inbox.wait_for(1)
+        await asyncio.sleep(INTERVAL * 4)
+        # The backlog is offered once; read conversations never come.
+        assert [c.conv_id for _, c in inbox.items] == [fresh.id]
+        await inbox.stop()
+
+
 async def test_a_listing_that_failed_whole_is_done_again(
     fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
