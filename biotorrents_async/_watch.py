@@ -41,7 +41,7 @@ from typing import Any, Generic, Self, TypeVar
 from ._pacing import background
 from ._policy import RateLimit
 from ._stores import Cursor, CursorStore, MemoryStore
-from .exceptions import AuthenticationError, BioTorrentsError
+from .exceptions import ArgumentError, AuthenticationError, BioTorrentsError
 from .models import Alert, ConversationSummary, Index, Page, TorrentNotification
 
 __all__ = [
@@ -261,8 +261,6 @@ def open_stream(
     Raises:
         ValueError: An argument is out of range or of the wrong type.
     """
-    from .exceptions import ArgumentError
-
     if interval is None:
         interval = default_interval(rule)
     elif isinstance(interval, bool) or not isinstance(interval, int | float):
