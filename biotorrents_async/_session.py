@@ -65,6 +65,7 @@ _AUTH_MESSAGES = frozenset(
 _NOT_FOUND_MESSAGES = frozenset({"no such user", "not found"})
 _RATE_LIMIT_TEXT = "rate limit exceeded"
 _EXCERPT_LENGTH = 300
+_MAX_RETRY_AFTER = 86400.0
 # Secrets at least this long cannot occur in ordinary text by chance.
 _SHORT_SECRET = 8
 # Redaction looks this far past the excerpt so that a secret straddling the cut
@@ -490,8 +491,11 @@ class ApiSession:
                     if outcome.retry_after is None
                     else outcome.retry_after
                 )
-                await self.pacer.pause(pause)
-                if last or pause > max(policy.backoff_max, self._penalty):
+                # Callers are never held up silently for longer than the
+                # backoff cap; a longer Retry-After is raised, not slept.
+                longest = max(policy.backoff_max, self._penalty)
+                await self.pacer.pause(min(pause, longest))
+                if last or pause > longest:
                     raise RateLimitError(
                         f"{action}: rate limit exceeded after {attempt} "
                         f"attempt(s); retry after {pause:.1f}s",
@@ -842,19 +846,27 @@ def _leading_json(text: str) -> Any:
 
 
 def _retry_after(value: str) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date)."""
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date).
+
+    At most a day: a longer (or absurd, "9" * 400) value would pause the whole
+    client beyond any use, or overflow.
+    """
     value = value.strip()
     if not value:
         return None
     if value.isdigit():
-        return float(value)
+        return min(
+            float(value[:12]) if len(value) <= 12 else _MAX_RETRY_AFTER,
+            _MAX_RETRY_AFTER,
+        )
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.UTC)
-    return max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds())
+    seconds = (when - _dt.datetime.now(_dt.UTC)).total_seconds()
+    return min(max(0.0, seconds), _MAX_RETRY_AFTER)
 
 
 def _describe_transport(exc: BaseException) -> str:

@@ -104,6 +104,11 @@ class _ListingTracker(_Tracker[T]):
         self.edge: set[int] = set()
         self.done_top = _EPOCH  # what has been handed over
         self.done_edge: set[int] = set()
+        # After a catch-up that found new items past page 1: the watermark it
+        # started from, and what it found. A deletion during that catch-up can
+        # shift an item from page 2 onto page 1 behind our back; the next
+        # listing reads down to that watermark again and yields what it missed.
+        self.verify: tuple[_dt.datetime, set[tuple[int, _dt.datetime]]] | None = None
 
     @staticmethod
     def key(item: T) -> tuple[_dt.datetime, int]:
@@ -116,17 +121,32 @@ class _ListingTracker(_Tracker[T]):
 
     def is_new(self, item: T) -> bool:
         date, ident = self.key(item)
-        return date > self.top or (date == self.top and ident not in self.edge)
+        if date > self.top or (date == self.top and ident not in self.edge):
+            return True
+        if self.verify is None:
+            return False
+        floor, found = self.verify
+        return date > floor and (ident, date) not in found
 
     def reached_known(self, item: T) -> bool:
         """Whether the listing has passed into what was seen: stop paging."""
-        return not self.pinned(item) and self.key(item)[0] < self.top
+        floor = self.top if self.verify is None else self.verify[0]
+        return not self.pinned(item) and self.key(item)[0] < floor
 
-    def accept(self, items: Sequence[T]) -> list[T]:
-        """Move the watermark past ``items``; return them oldest first."""
+    def accept(self, items: Sequence[T], *, deep: bool = False) -> list[T]:
+        """Move the watermark past ``items``; return them oldest first.
+
+        ``deep``: some of them were found past page 1 (see ``verify``).
+        """
+        before = self.top
         ordered = sorted(items, key=self.key)
         for item in ordered:
             self.top, self.edge = _advance(self.top, self.edge, *self.key(item))
+        # This round read down to the old watermark: nothing else was hidden.
+        self.verify = None
+        if deep:
+            found = {(ident, date) for date, ident in map(self.key, ordered)}
+            self.verify = (before, found)
         return ordered
 
     def handed_over(self, item: T) -> None:
@@ -208,6 +228,7 @@ class _AlertTracker(_Tracker[Alert]):
         super().__init__(include_unread)
         self.pending: list[list[Hashable]] = []  # at the last check
         self.done: list[list[Hashable]] = []  # handed over, and still pending
+        self.pruned = False  # the last check forgot a handed-over alert
 
     def check(self, alerts: dict[str, Alert]) -> list[Alert]:
         current = list(alerts.values())
@@ -221,8 +242,11 @@ class _AlertTracker(_Tracker[Alert]):
             return current if self.include_unread else []
         new = [a for a, k in zip(current, keys, strict=True) if k not in self.pending]
         self.pending = keys
-        # Gone from the server: forget it, so that it counts anew if it returns.
-        self.done = [k for k in self.done if k in keys]
+        # Gone from the server: forget it, so that it counts anew if it returns
+        # (while the bot is down, too: the hub saves the pruned cursor).
+        kept = [k for k in self.done if k in keys]
+        self.pruned = len(kept) < len(self.done)
+        self.done = kept
         return new
 
     def handed_over(self, item: Alert) -> None:
@@ -561,13 +585,14 @@ class WatchHub:
             stream.end()
 
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
         try:
             async with asyncio.timeout(seconds):
-                # A new stream wakes the loop for its baseline.
+                # A new stream wakes the loop for its baseline, even one added
+                # while the last round was under way.
                 await self._wake.wait()
         except TimeoutError:
             pass
+        self._wake.clear()
 
     async def _do(self, check: str) -> None:
         if check == "index":
@@ -584,7 +609,7 @@ class WatchHub:
                 tracker: _AlertTracker = stream._tracker  # type: ignore[assignment]
                 first = not tracker.started
                 stream.push(tracker.check(alerts))
-                if first:
+                if first or tracker.pruned:
                     await stream._save()
         else:
             await self._list(check)
@@ -605,6 +630,7 @@ class WatchHub:
             # Listing marks every hit read: count the unread ones first.
             unread_hits = (await self._index()).notifications.notifications
         found: dict[int, list[Any]] = {id(s): [] for s in streams}
+        deep: set[int] = set()  # streams with new items past page 1
         pending = {id(s) for s in streams if s._tracker.started}
         seen: set[int] = set()
         number = 1
@@ -622,6 +648,8 @@ class WatchHub:
                         break
                     if tracker.is_new(item) and tracker.key(item)[1] not in seen:
                         found[id(stream)].append(item)
+                        if number > 1:
+                            deep.add(id(stream))
             # An item met again on the next page moved down: count it once.
             seen.update(streams[0]._tracker.key(i)[1] for i in page.items)  # type: ignore[attr-defined]
             if not pending or not page.has_next:
@@ -630,7 +658,7 @@ class WatchHub:
         for stream in streams:
             tracker = stream._tracker  # type: ignore[assignment]
             if tracker.started:
-                stream.push(tracker.accept(found[id(stream)]))
+                stream.push(tracker.accept(found[id(stream)], deep=id(stream) in deep))
             else:
                 backlog = []
                 if tracker.include_unread:

@@ -498,6 +498,22 @@ async def test_a_long_retry_after_is_raised_not_slept(api: Router) -> None:
     assert len(api.calls) == 1
 
 
+@pytest.mark.parametrize("value", ["9" * 400, "Fri, 31 Dec 9999 23:59:59 GMT"])
+async def test_an_absurd_retry_after_neither_overflows_nor_hangs(
+    api: Router, value: str
+) -> None:
+    api.reply(Exchange(429, {"Retry-After": value}, b""))
+    pacer = _Pauses()
+    async with BioTorrentsClient(
+        TOKEN, base_url=BASE, pacer=pacer, retry=RetryPolicy(attempts=3)
+    ) as client:
+        with pytest.raises(RateLimitError) as info:
+            await client.index()
+    assert info.value.retry_after == 86400  # at most a day
+    # Nobody waits silently longer than the backoff cap for it.
+    assert pacer.pauses == [RetryPolicy().backoff_max]
+
+
 async def test_a_failure_envelope_on_a_5xx_is_retried(api: Router) -> None:
     api.json('{"status":"failure","error":"database gone away"}', status=500)
     api.reply("bearer_index.txt")

@@ -26,6 +26,7 @@ from biotorrents_async import (
     RateLimit,
     RedisStore,
     RetryPolicy,
+    SharedStoreError,
     WatchStream,
     merge_streams,
 )
@@ -388,6 +389,94 @@ async def test_a_listing_that_failed_whole_is_done_again(
         await hits.stop()
 
 
+async def test_a_deletion_during_a_long_catch_up_hides_nothing(
+    fake: FakeBioTorrents,
+) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        hub = client._hub
+        listing = hub._conversations
+        doomed: list[int] = []
+
+        async def conversations(number: int, unread_first: bool) -> Any:
+            page = await listing(number, unread_first)
+            if number == 1 and doomed:
+                # Deleted on the site between our pages 1 and 2: page 2's first
+                # conversation moves up onto page 1, which we have read.
+                del fake.data.conversations[doomed.pop()]
+            return page
+
+        hub._conversations = conversations  # type: ignore[method-assign]
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        burst = [
+            fake.data.add_conversation(f"Burst {n}", sender=3, recipient=2).id
+            for n in range(30)
+        ]
+        doomed.append(burst[-3])
+        await inbox.wait_for(29)
+        await asyncio.sleep(INTERVAL * 4)
+        got = [c.conv_id for _, c in inbox.items]
+        # The deleted one may have come (it was there when page 1 was read).
+        assert set(got) - {burst[-3]} == set(burst) - {burst[-3]}
+        assert len(got) == len(set(got))
+        await inbox.stop()
+
+
+async def test_an_alert_gone_and_back_while_down_comes_again(
+    fake: FakeBioTorrents,
+) -> None:
+    store = MemoryStore()
+    async with client_for(fake) as client:
+        alerts = Consumer(
+            client.notifications.watch_alerts(interval=INTERVAL, store=store), client
+        )
+        await started(client, alerts.stream)
+        fake.data.add_alert(2, "Quotes", "New quote", "quotes.php")
+        await alerts.wait_for(1)
+        await rounds_done(client, client._hub._round + 1)  # handed over by now
+        fake.data.users[2].alerts.pop("Quotes")  # read on the site
+        await rounds_done(client, client._hub._round + 2)
+        await alerts.stop()
+    fake.data.add_alert(2, "Quotes", "New quote", "quotes.php")  # while down
+    async with client_for(fake) as client:
+        again = Consumer(
+            client.notifications.watch_alerts(interval=INTERVAL, store=store), client
+        )
+        await again.wait_for(1)
+        assert [a.kind for _, a in again.items] == ["Quotes"]
+        await again.stop()
+
+
+async def test_streams_poll_at_the_shortest_interval(fake: FakeBioTorrents) -> None:
+    async with client_for(fake) as client:
+        slow = Consumer(client.inbox.watch(interval=30), client)
+        await started(client, slow.stream)
+        # A second stream wakes the hub at once for its baseline, and from then
+        # on the hub polls at the shorter of the two intervals.
+        fast = Consumer(client.notifications.watch_alerts(interval=INTERVAL), client)
+        async with asyncio.timeout(2):
+            await started(client, fast.stream)
+        rounds = client._hub._round
+        await asyncio.sleep(INTERVAL * 10)
+        assert client._hub._round - rounds >= 5
+        await fast.stop()
+        await slow.stop()
+
+
+async def test_watching_again_after_every_stream_closed(fake: FakeBioTorrents) -> None:
+    async with client_for(fake) as client:
+        first = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, first.stream)
+        await first.stop()
+        second = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, second.stream)
+        conv = fake.data.add_conversation("Again", sender=3, recipient=2)
+        await second.wait_for(1)
+        assert second.items[0][1].conv_id == conv.id
+        await second.stop()
+
+
 # --- stop and restart --------------------------------------------------------------
 
 
@@ -534,6 +623,17 @@ async def test_a_merged_stream_hands_over_only_what_was_yielded(
         assert got == [i for i in (conv.id, torrent) if i != seen]
         await inbox.stop()
         await hits.stop()
+
+
+async def test_an_unreachable_redis_store_is_a_shared_store_error() -> None:
+    from support import free_port
+
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(SharedStoreError, match="cursor store"):
+        await store.load("inbox")
+    with pytest.raises(SharedStoreError):
+        await store.save("inbox", {"top": "x"})
+    await store.aclose()
 
 
 async def test_replicas_share_a_redis_store(
