@@ -133,6 +133,28 @@ async def test_auth_failure_stops_queued_and_new_calls(
     assert len(slow_fake.requests) == 2
 
 
+async def test_a_refused_call_holds_no_place_afterwards(
+    slow_fake: FakeBioTorrents,
+) -> None:
+    token = slow_fake.add_token(3)
+    slow_fake.revoke_token(token)
+    async with BioTorrentsClient(
+        token, base_url=slow_fake.url, rate_limit=SLOW
+    ) as client:
+        first = asyncio.create_task(client.users.get(3))
+        second = asyncio.create_task(client.users.get(4))  # queued, then refused
+        await asyncio.gather(first, second, return_exceptions=True)
+        assert "not sent" in str(second.exception())
+        client.rearm()
+        with pytest.raises(AuthenticationError):
+            await client.index()
+    sent = [r.time for r in slow_fake.requests]
+    # The third call waited for the first one's place only: the refused call
+    # sent nothing, so it kept no place.
+    assert len(sent) == 2
+    assert sent[1] - sent[0] < SLOW.window + 0.1
+
+
 async def test_refused_calls_give_their_place_back(slow_fake: FakeBioTorrents) -> None:
     pacer = LocalPacer(SLOW)
     token = slow_fake.add_token(3)
@@ -140,9 +162,10 @@ async def test_refused_calls_give_their_place_back(slow_fake: FakeBioTorrents) -
     async with BioTorrentsClient(
         token, base_url=slow_fake.url, rate_limit=SLOW, pacer=pacer
     ) as client:
-        first = asyncio.create_task(client.index())
-        second = asyncio.create_task(client.index())  # queued, then refused
+        first = asyncio.create_task(client.users.get(3))
+        second = asyncio.create_task(client.users.get(4))  # queued, then refused
         await asyncio.gather(first, second, return_exceptions=True)
+        assert "not sent" in str(second.exception())
     # One place used by the one request sent; the refused call left none behind.
     assert len(pacer._done) == 1
 
@@ -363,6 +386,21 @@ async def test_a_body_over_the_cap_is_not_read_or_retried(api: Router) -> None:
         with pytest.raises(ResponseError, match="larger than 1000 bytes"):
             await client.index()
     assert len(api.calls) == 1
+
+
+async def test_a_body_of_exactly_the_cap_is_read(api: Router) -> None:
+    body = b'{"status":"success","response":[]}'
+    api.reply(Exchange(200, {}, body), Exchange(200, {}, body + b" "))
+    async with BioTorrentsClient(
+        TOKEN,
+        base_url=BASE,
+        rate_limit=None,
+        retry=RetryPolicy.none(),
+        max_body_size=len(body),
+    ) as client:
+        assert await client.notifications.alerts() == {}
+        with pytest.raises(ResponseError, match="larger than"):
+            await client.notifications.alerts()
 
 
 async def test_a_gzip_bomb_is_stopped_at_the_cap() -> None:

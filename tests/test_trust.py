@@ -368,10 +368,11 @@ async def test_after_a_grant_the_next_waiter_is_woken() -> None:
 
 async def test_a_new_caller_does_not_barge_past_queued_waiters() -> None:
     now = [0.0]
+    gate = asyncio.Event()
 
     async def sleep(seconds: float) -> None:
+        await gate.wait()  # asleep until the test says the time has come
         now[0] += seconds
-        await asyncio.sleep(0)
 
     pacer = LocalPacer(RateLimit(1, 1.0, margin=0), clock=lambda: now[0], sleep=sleep)
     order: list[str] = []
@@ -384,8 +385,11 @@ async def test_a_new_caller_does_not_barge_past_queued_waiters() -> None:
         order.append("first")
     waiting = asyncio.create_task(one("queued"))
     await asyncio.sleep(0)  # queued, and asleep until the place frees at t=1
-    now[0] = 1.5  # the place is free, but the queued waiter has not run yet
-    await asyncio.gather(one("newcomer"), waiting)
+    now[0] = 1.5  # the place is free, but the queued waiter is still asleep
+    newcomer = asyncio.create_task(one("newcomer"))
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(waiting, newcomer)
     assert order == ["first", "queued", "newcomer"]
 
 
@@ -464,3 +468,15 @@ def test_retry_budget_counts_one_wait_per_retry() -> None:
     )
     assert policy.budget() == pytest.approx(1.0 + 2.0)
     assert RetryPolicy.none().budget() == 0
+
+
+async def test_a_secret_inside_another_is_redacted_with_it(api: Router) -> None:
+    token = "abcdef1234567890"
+    cookies = {"session": "abcdef12", "userid": "2"}  # the token's first half
+    api.reply(Exchange(500, {}, f"<p>{token}</p>".encode()))
+    async with BioTorrentsClient(
+        token, cookies=cookies, base_url=BASE, rate_limit=None, retry=RetryPolicy.none()
+    ) as client:
+        with pytest.raises(ResponseError) as info:
+            await client.index()
+    assert info.value.body_excerpt == "<p><redacted></p>"

@@ -768,6 +768,30 @@ async def _drain(stream: WatchStream[Any]) -> None:
         pass
 
 
+async def test_watching_again_after_the_credentials_are_fixed(
+    fake: FakeBioTorrents,
+) -> None:
+    token = fake.add_token(2)
+    async with BioTorrentsClient(
+        token, base_url=fake.url, rate_limit=RULE, retry=FAST
+    ) as client:
+        stream = client.inbox.watch(interval=INTERVAL)
+        async with stream:
+            await started(client, stream)
+            fake.revoke_token(token)
+            with pytest.raises(AuthenticationError):
+                await asyncio.wait_for(_drain(stream), 5)
+        fake._tokens[token] = 2  # re-issued on the site
+        fake._revoked.discard(token)
+        client.rearm()
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        conv = fake.data.add_conversation("After the fix", sender=3, recipient=2)
+        await inbox.wait_for(1)
+        assert inbox.items[0][1].conv_id == conv.id
+        await inbox.stop()
+
+
 def test_token_only_torrent_watch_fails_at_once() -> None:
     client = BioTorrentsClient("token-only", base_url="https://bio.example")
     with pytest.raises(CookiesRequiredError):
