@@ -173,9 +173,17 @@ async def test_refused_calls_give_their_place_back(slow_fake: FakeBioTorrents) -
 # --- 4, 6. URLs that leak or mislead -------------------------------------------------
 
 
-def test_base_url_with_userinfo_is_refused() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bob:hunter2@bio.example",
+        "https://:hunter2@bio.example",
+        "https://bob@x",
+    ],
+)
+def test_base_url_with_userinfo_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="user name or password") as info:
-        BioTorrentsClient(TOKEN, base_url="https://bob:hunter2@bio.example")
+        BioTorrentsClient(TOKEN, base_url=url)
     assert "hunter2" not in str(info.value)
 
 
@@ -207,6 +215,33 @@ async def test_secret_straddling_the_excerpt_cut_is_redacted_whole(
             await client.index()
     assert TOKEN[:6] not in info.value.body_excerpt
     assert "<redacted>" in info.value.body_excerpt
+
+
+async def test_key_like_values_are_redacted_before_known_secrets(
+    api: Router,
+) -> None:
+    # A session value that happens to begin an authkey: replacing the session
+    # first would cut the key, and its tail would no longer look like a key.
+    authkey = "5b0d2c9e7f3a41d8a6c2e9b04f71d3aa"
+    cookies = {"session": authkey[:10], "userid": "2"}
+    api.reply(Exchange(500, {}, f'{{"authkey":"{authkey}"'.encode()))
+    async with BioTorrentsClient(
+        TOKEN, cookies=cookies, base_url=BASE, rate_limit=None, retry=RetryPolicy.none()
+    ) as client:
+        with pytest.raises(ResponseError) as info:
+            await client.index()
+    assert authkey[10:] not in info.value.body_excerpt
+    assert info.value.body_excerpt == '{"authkey":"<redacted>"'
+
+
+async def test_a_retry_after_date_in_the_past_means_now(api: Router) -> None:
+    api.reply(Exchange(429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, b""))
+    async with BioTorrentsClient(
+        TOKEN, base_url=BASE, pacer=_Pauses(), retry=RetryPolicy.none()
+    ) as client:
+        with pytest.raises(RateLimitError) as info:
+            await client.index()
+    assert info.value.retry_after == 0
 
 
 async def test_server_error_text_is_redacted(api: Router) -> None:
