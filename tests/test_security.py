@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 
+import aiohttp
 import pytest
 import trustme
 from support import COOKIES, SECRETS, TOKEN, Exchange, Router
@@ -99,6 +100,34 @@ async def test_untrusted_certificate_fails_without_retrying(
         assert isinstance(info.value.__cause__, ssl.SSLError | OSError)
         assert client.stats["requests"] == 1
         assert fake.requests == []  # the TLS handshake failed before any request
+
+
+async def test_a_borrowed_session_cannot_turn_certificate_checks_off(
+    ca: trustme.CA, server_context: ssl.SSLContext
+) -> None:
+    async with (
+        FakeBioTorrents(rate_limit=None, ssl_context=server_context) as fake,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as insecure,
+    ):
+        async with BioTorrentsClient(
+            fake.token, base_url=fake.url, rate_limit=None, session=insecure
+        ) as client:
+            with pytest.raises(TransportError) as info:
+                await client.index()
+        assert isinstance(info.value.__cause__, ssl.SSLError | OSError)
+        assert fake.requests == []  # the token never left the machine
+        # The caller's own context is what verifies, whatever the connector says.
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
+        async with BioTorrentsClient(
+            fake.token,
+            base_url=fake.url,
+            rate_limit=None,
+            session=insecure,
+            ssl=trusting,
+        ) as client:
+            assert (await client.index()).id == 2
+        assert len(fake.requests) == 1
 
 
 async def test_reprs_and_messages_of_everything_are_secret_free() -> None:
