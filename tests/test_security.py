@@ -130,6 +130,23 @@ async def test_a_borrowed_session_cannot_turn_certificate_checks_off(
         assert len(fake.requests) == 1
 
 
+async def test_cookies_the_server_sets_are_never_sent_back() -> None:
+    """The login redirect sets a ``redirect`` cookie; only ours may go out."""
+    async with FakeBioTorrents(rate_limit=None) as fake:
+        stale = {"session": "expired-session-value", "userid": "2"}
+        # A host name, not 127.0.0.1: aiohttp's jars ignore cookies from addresses.
+        url = fake.url.replace("127.0.0.1", "localhost")
+        async with BioTorrentsClient(
+            cookies=stale, base_url=url, rate_limit=None
+        ) as client:
+            for _ in range(2):
+                with pytest.raises(AuthenticationError):
+                    await client.index()
+                client.rearm()
+        assert [r.outcome for r in fake.requests] == ["login-redirect"] * 2
+        assert [r.cookies for r in fake.requests] == [("session", "userid")] * 2
+
+
 async def test_reprs_and_messages_of_everything_are_secret_free() -> None:
     texts: list[str] = []
     async with FakeBioTorrents(rate_limit=RateLimit(2, 0.05)) as fake:
