@@ -238,7 +238,10 @@ class _AlertTracker(_Tracker[Alert]):
             # unless the caller asked for it.
             self.started = True
             self.pending = keys
-            self.done = [] if self.include_unread else list(keys)
+            # Handed over in the cursor's eyes, the backlog included: like the
+            # listings' backlog, it is offered once, and what a bot that stops
+            # part-way did not take is not offered again (it is not new).
+            self.done = list(keys)
             return current if self.include_unread else []
         new = [a for a, k in zip(current, keys, strict=True) if k not in self.pending]
         self.pending = keys
@@ -608,9 +611,12 @@ class WatchHub:
             for stream in self._of("alerts"):
                 tracker: _AlertTracker = stream._tracker  # type: ignore[assignment]
                 first = not tracker.started
-                stream.push(tracker.check(alerts))
-                if first or tracker.pruned:
-                    await stream._save()
+                new = tracker.check(alerts)
+                try:
+                    if first or tracker.pruned:
+                        await stream._save()  # before the consumer sees anything
+                finally:
+                    stream.push(new)  # a failed save must not lose them
         else:
             await self._list(check)
 
@@ -663,10 +669,14 @@ class WatchHub:
                 backlog = []
                 if tracker.include_unread:
                     backlog = await self._backlog(kind, first, unread_hits)
-                stream.push(tracker.baseline(first.items, backlog))
-                # Saved at once: after a crash, what arrived since this first
-                # start is still new.
-                await stream._save()
+                items = tracker.baseline(first.items, backlog)
+                try:
+                    # Saved before the consumer sees anything: after a crash,
+                    # even one in the first item's hands, what arrived since
+                    # this first start is still new.
+                    await stream._save()
+                finally:
+                    stream.push(items)  # a failed save must not lose the backlog
         self._owed.remove(kind)
 
     async def _page(

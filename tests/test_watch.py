@@ -369,6 +369,78 @@ async def test_a_crash_in_the_unread_backlog_sends_no_read_mail(
         await inbox.stop()
 
 
+async def test_the_alert_backlog_is_offered_once(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    fake.data.add_alert(2, "Quotes", "New quote", "quotes.php")
+    fake.data.add_alert(2, "Collages", "New collage", "collages.php")
+    store = FileStore(tmp_path / "cursor.db")
+    client = client_for(fake)
+    stream = client.notifications.watch_alerts(
+        interval=INTERVAL, store=store, include_unread=True
+    )
+    await stream.__aenter__()
+    first = await anext(stream)  # in hand when the process dies
+    await client._hub.remove(stream)
+    await client.aclose()
+    async with client_for(fake) as again:
+        alerts = Consumer(
+            again.notifications.watch_alerts(interval=INTERVAL, store=store), again
+        )
+        await started(again, alerts.stream)
+        fake.data.add_alert(2, "Subscriptions", "New post", "userhistory.php")
+        await alerts.wait_for(1)
+        await asyncio.sleep(INTERVAL * 4)
+        # As with the listings: the backlog was offered once, and what the bot
+        # did not take before it stopped is not new.
+        assert isinstance(first, Alert)
+        assert [a.kind for _, a in alerts.items] == ["Subscriptions"]
+        await alerts.stop()
+
+
+class FlakyStore(MemoryStore):
+    """A shared store that fails its first save (Redis gone for a moment)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def save(self, name: str, cursor: Any) -> None:
+        if not self.failed:
+            self.failed = True
+            raise SharedStoreError("store unreachable")
+        await super().save(name, cursor)
+
+
+@pytest.mark.parametrize("kind", ["inbox", "alerts"])
+async def test_a_failed_first_save_loses_no_backlog(
+    fake: FakeBioTorrents, kind: str
+) -> None:
+    fake.data.add_alert(2, "Quotes", "New quote", "quotes.php")
+    store = FlakyStore()
+    async with client_for(fake) as client:
+        if kind == "inbox":
+            stream: WatchStream[Any] = client.inbox.watch(
+                interval=INTERVAL, store=store, include_unread=True
+            )
+            expected = sum(
+                2 in c.unread_for and any(m.sender_id != 2 for m in c.messages)
+                for c in fake.data.conversations.values()
+            )
+        else:
+            stream = client.notifications.watch_alerts(
+                interval=INTERVAL, store=store, include_unread=True
+            )
+            expected = len(await client.notifications.alerts())
+        consumer = Consumer(stream, client)
+        await consumer.wait_for(expected)
+        await asyncio.sleep(INTERVAL * 4)
+        assert store.failed
+        assert len(consumer.items) == expected  # each once, none lost
+        assert await store.load(stream.name) is not None  # saved at the next try
+        await consumer.stop()
+
+
 async def test_a_listing_that_failed_whole_is_done_again(
     fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -761,6 +833,9 @@ async def test_an_auth_failure_ends_the_stream(fake: FakeBioTorrents) -> None:
             fake.revoke_token(token)
             with pytest.raises(AuthenticationError, match="token revoked"):
                 await asyncio.wait_for(_drain(stream), 5)
+            # Asked again (a bot's retry loop), it says so again: no hang.
+            with pytest.raises(AuthenticationError, match="token revoked"):
+                await asyncio.wait_for(anext(stream), 5)
 
 
 async def _drain(stream: WatchStream[Any]) -> None:
