@@ -897,3 +897,216 @@ def test_the_default_interval_leaves_half_the_allowance() -> None:
     # One request per interval is half of `requests` per window.
     assert 1 / stream.interval <= 0.5 * rule.requests / rule.window + 1e-9
     assert isinstance(stream, WatchStream)
+
+
+# --- what a mutation review of the streams found -----------------------------------
+
+
+async def test_async_for_alone_starts_the_stream(fake: FakeBioTorrents) -> None:
+    async with client_for(fake) as client:
+        stream = client.inbox.watch(interval=INTERVAL)
+
+        async def first() -> Any:
+            async for conv in stream:  # no `async with`: iterating starts it
+                return conv
+            return None
+
+        task = asyncio.create_task(first())
+        await started(client, stream)
+        conv = fake.data.add_conversation("Without async with", sender=3, recipient=2)
+        got = await asyncio.wait_for(task, 10)
+        assert got.conv_id == conv.id
+        await stream.aclose()
+
+
+async def test_closing_the_client_ends_its_streams(fake: FakeBioTorrents) -> None:
+    client = client_for(fake)
+    inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+    alerts = Consumer(client.notifications.watch_alerts(interval=INTERVAL), client)
+    await started(client, inbox.stream, alerts.stream)
+    await client.aclose()
+    # The consumers' `async for` loops end, without an error and without hanging.
+    await asyncio.wait_for(asyncio.gather(inbox.task, alerts.task), 5)
+
+
+async def test_handed_over_alerts_do_not_come_again_after_a_restart(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "cursor.db")
+    async with client_for(fake) as client:
+        stream = client.notifications.watch_alerts(interval=INTERVAL, store=store)
+        async with stream:
+            await started(client, stream)
+            fake.data.add_alert(2, "Quotes", "New quote", "quotes.php")
+            async for alert in stream:
+                assert alert.kind == "Quotes"
+                break  # a clean stop: handed over
+    # While the bot is down (the first alert is still pending on the site):
+    fake.data.add_alert(2, "Collages", "New collage", "collages.php")
+    async with client_for(fake) as client:
+        alerts = Consumer(
+            client.notifications.watch_alerts(interval=INTERVAL, store=store), client
+        )
+        await alerts.wait_for(1)
+        await asyncio.sleep(INTERVAL * 4)
+        assert [a.kind for _, a in alerts.items] == ["Collages"]
+        await alerts.stop()
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+async def test_same_second_items_keep_the_one_in_hand(
+    fake: FakeBioTorrents, tmp_path: Path, resumed: bool
+) -> None:
+    """The cursor names what was handed over, not what was only seen."""
+    store = FileStore(tmp_path / "cursor.db")
+    second = dt.datetime(2026, 6, 1, 12, 0, 0)
+    if resumed:
+        async with client_for(fake) as client:
+            stream = client.inbox.watch(interval=INTERVAL, store=store)
+            async with stream:
+                await started(client, stream)
+                fake.data.add_conversation("a", sender=3, recipient=2, sent=second)
+                async for _ in stream:
+                    break  # handed over: the cursor's top is that second
+    else:
+        # The newest conversation at the very first start: the baseline's top.
+        fake.data.add_conversation("a", sender=3, recipient=2, sent=second)
+    client = client_for(fake)
+    stream = client.inbox.watch(interval=INTERVAL, store=store)
+    await stream.__aenter__()
+    await started(client, stream)
+    # Two more in that very second.
+    later = [
+        fake.data.add_conversation(s, sender=3, recipient=2, sent=second).id
+        for s in ("b", "c")
+    ]
+    got = [await anext(stream), await anext(stream)]  # one handed over, one in hand
+    assert sorted(c.conv_id for c in got) == later
+    await client._hub.remove(stream)  # the process dies
+    await client.aclose()
+    async with client_for(fake) as again:
+        inbox = Consumer(again.inbox.watch(interval=INTERVAL, store=store), again)
+        await inbox.wait_for(1)
+        await asyncio.sleep(INTERVAL * 4)
+        assert [c.conv_id for _, c in inbox.items] == [got[1].conv_id]
+        await inbox.stop()
+
+
+async def test_include_unread_reads_past_a_sticky_read_conversation(
+    fake: FakeBioTorrents,
+) -> None:
+    # Sticky conversations come first even with unread_first, read or not.
+    read = next(c for c in fake.data.conversations.values() if 2 not in c.unread_for)
+    read.sticky = True
+    older = dt.datetime(2020, 1, 1)
+    for n in range(60):  # unread, and older than everything: past page 1
+        fake.data.add_conversation(
+            f"Old unread {n}", sender=3, recipient=2, sent=older + dt.timedelta(n)
+        )
+    unread = {
+        c.id
+        for c in fake.data.conversations.values()
+        if 2 in c.unread_for and any(m.sender_id != 2 for m in c.messages)
+    }
+    assert len(unread) > 60
+    async with client_for(fake) as client:
+        inbox = Consumer(
+            client.inbox.watch(interval=INTERVAL, include_unread=True), client
+        )
+        await inbox.wait_for(len(unread))
+        await asyncio.sleep(INTERVAL * 3)
+        ids = [c.conv_id for _, c in inbox.items]
+        assert len(ids) == len(set(ids))
+        assert set(ids) == unread
+        await inbox.stop()
+
+
+async def test_an_item_that_moves_down_a_page_comes_once(
+    fake: FakeBioTorrents,
+) -> None:
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        hub = client._hub
+        listing = hub._conversations
+        burst: list[int] = []
+        injected: list[int] = []
+
+        async def conversations(page: int, unread_first: bool) -> Any:
+            if page != 1 or burst:
+                return await listing(page, unread_first)
+            # 40 arrive just before a listing reads page 1, so it must read
+            # page 2 as well; one more arrives in between, so page 2 starts
+            # with page 1's last conversation.
+            burst.extend(
+                fake.data.add_conversation(f"Burst {n}", sender=4, recipient=2).id
+                for n in range(40)
+            )
+            result = await listing(page, unread_first)
+            conv = fake.data.add_conversation("Mid-way", sender=3, recipient=2)
+            injected.append(conv.id)
+            return result
+
+        hub._conversations = conversations  # type: ignore[method-assign]
+        await inbox.wait_for(41)
+        await asyncio.sleep(INTERVAL * 4)
+        ids = [c.conv_id for _, c in inbox.items]
+        assert len(ids) == len(set(ids)) == 41
+        assert set(ids) == {*burst, *injected}
+        await inbox.stop()
+
+
+@pytest.mark.parametrize("with_inbox", [False, True])
+async def test_every_listing_takes_its_turn_at_the_periodic_listing(
+    fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch, with_inbox: bool
+) -> None:
+    # A hit read on the site before the watcher looks: only the periodic
+    # listing can see it, and with two listings they take turns.
+    monkeypatch.setattr("biotorrents_async._watch.RESYNC", 4)
+    async with client_for(fake) as client:
+        hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
+        consumers = [hits]
+        if with_inbox:
+            consumers.append(Consumer(client.inbox.watch(interval=INTERVAL), client))
+        streams = [c.stream for c in consumers]
+        await started(client, *streams)
+        injected = client._hub._round
+        torrent = hit(fake, "Read on the site at once")
+        fake.data.notifications[-1].unread = False
+        await hits.wait_for(1)
+        assert [h.torrent_id for _, h in hits.items] == [torrent]
+        assert hits.items[0][0] - injected <= 4 * len(streams) + 1
+        for consumer in consumers:
+            await consumer.stop()
+
+
+async def test_failed_checks_back_off_and_a_success_resets_it(
+    fake: FakeBioTorrents, caplog: pytest.LogCaptureFixture
+) -> None:
+    def logged() -> list[float]:
+        return [
+            float(r.getMessage().rsplit("next try in ", 1)[1].rstrip("s"))
+            for r in caplog.records
+            if "next try in" in r.getMessage()
+        ]
+
+    async with client_for(fake, retry=RetryPolicy.none()) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        with caplog.at_level("WARNING", logger="biotorrents_async"):
+            fake.faults.schedule(Fault.HTTP_502, Fault.HTTP_502, Fault.HTTP_502)
+            async with asyncio.timeout(10):
+                while len(logged()) < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            await rounds_done(client, client._hub._round + 2)  # successes
+            fake.faults.schedule(Fault.HTTP_502)
+            async with asyncio.timeout(10):
+                while len(logged()) < 4:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        pauses = logged()
+        # Doubling (with jitter below 2x): the third wait outlasts the first...
+        assert pauses[2] > pauses[0] * 1.9
+        assert pauses[2] >= 8 * INTERVAL * 0.99
+        # ...and after a success, the next failure starts over (2x-4x, not 16x).
+        assert pauses[3] < 8 * INTERVAL
+        await inbox.stop()
