@@ -22,6 +22,7 @@ from biotorrents_async import (
     ApiError,
     AuthenticationError,
     BioTorrentsClient,
+    BioTorrentsError,
     LocalPacer,
     RateLimit,
     RateLimitError,
@@ -242,6 +243,20 @@ async def test_a_retry_after_date_in_the_past_means_now(api: Router) -> None:
         with pytest.raises(RateLimitError) as info:
             await client.index()
     assert info.value.retry_after == 0
+
+
+async def test_an_eight_character_secret_is_redacted_inside_words(
+    api: Router,
+) -> None:
+    token = "Tk8chars"  # as short as a secret is still redacted anywhere
+    api.json(f'{{"status":"failure","error":"unknown key x{token}y"}}')
+    async with BioTorrentsClient(
+        token, base_url=BASE, rate_limit=None, retry=RetryPolicy.none()
+    ) as client:
+        with pytest.raises(ApiError) as info:
+            await client.index()
+    assert token not in f"{info.value} {info.value!r}"
+    assert "unknown key x<redacted>y" in str(info.value)
 
 
 async def test_server_error_text_is_redacted(api: Router) -> None:
@@ -599,6 +614,24 @@ async def test_a_failure_envelope_on_a_5xx_is_retried(api: Router) -> None:
         me = await client.index()
     assert me.id == 2
     assert len(api.calls) == 2
+
+
+@pytest.mark.parametrize("status", [500, 503, 404])
+async def test_an_empty_error_answer_to_clear_is_not_success(
+    api: Router, status: int
+) -> None:
+    # clear_user_notification answers 2xx with an empty body; an empty body
+    # with an error status is a failure like any other.
+    api.reply(*[Exchange(status, {"Content-Type": "text/html"}, b"")] * 2)
+    async with BioTorrentsClient(
+        TOKEN,
+        cookies=COOKIES,
+        base_url=BASE,
+        rate_limit=None,
+        retry=RetryPolicy(attempts=2, backoff_initial=0),
+    ) as client:
+        with pytest.raises(BioTorrentsError):
+            await client.notifications.clear("Quotes")
 
 
 async def test_a_200_login_page_is_an_auth_failure_not_retried(api: Router) -> None:

@@ -17,6 +17,7 @@ from support import free_port, redis_server
 
 from biotorrents_async import (
     BioTorrentsClient,
+    LocalPacer,
     RateLimit,
     RedisPacer,
     RetryPolicy,
@@ -256,3 +257,50 @@ async def test_a_shorter_pause_never_shortens_a_longer_one(
         waited = time.monotonic() - started
     assert waited > 0.45
     await pacer.aclose()
+
+
+async def test_from_env_keys_the_allowance_by_account(
+    redis_url: str, fake: FakeBioTorrents
+) -> None:
+    """Processes of one account share one allowance; other accounts keep theirs."""
+    import redis.asyncio
+
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    clients = []
+    for user in (2, 3, 2):
+        cookies = fake.add_session(user)
+        env = {
+            "BIOTORRENTS_BASE_URL": fake.url,
+            "BIOTORRENTS_COOKIES": f"session={cookies['session']}; userid={user}",
+            "BIOTORRENTS_REDIS_URL": redis_url,
+            "BIOTORRENTS_RATE_LIMIT": "2/0.2",
+        }
+        client = BioTorrentsClient.from_env(env)
+        pacer = client._owned_pacer
+        assert isinstance(pacer, RedisPacer)
+        # Apart from other tests' keys on this Redis (the CLI tests use user 2).
+        pacer._keys = [k.replace("{biotorrents:", f"{{{prefix}:") for k in pacer._keys]
+        clients.append(client)
+    try:
+        for client in clients:
+            await client.index()
+        r = redis.asyncio.from_url(redis_url)
+        try:
+            keys = {k.decode() async for k in r.scan_iter(match=f"{{{prefix}:*")}
+        finally:
+            await r.aclose()
+        tags = {k.split("}", 1)[0] + "}" for k in keys}
+        assert tags == {f"{{{prefix}:user:2}}", f"{{{prefix}:user:3}}"}
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def test_from_env_keeps_a_pacer_you_give_it(redis_url: str) -> None:
+    mine = LocalPacer(RULE)
+    client = BioTorrentsClient.from_env(
+        {"BIOTORRENTS_TOKEN": "t0ken-value", "BIOTORRENTS_REDIS_URL": redis_url},
+        pacer=mine,
+    )
+    assert client._owned_pacer is None
+    assert client._session.pacer is mine

@@ -119,6 +119,20 @@ def test_from_env_reads_the_process_environment(
     assert client._session._rate_limit is None
 
 
+def test_from_env_keyword_arguments_win_over_the_environment() -> None:
+    environ = {
+        "BIOTORRENTS_TOKEN": TOKEN,
+        "BIOTORRENTS_BASE_URL": "https://env.example",
+        "BIOTORRENTS_RATE_LIMIT": "none",
+    }
+    rule = RateLimit(3, 9)
+    client = BioTorrentsClient.from_env(
+        environ, base_url="https://mine.example", rate_limit=rule
+    )
+    assert client.base_url == "https://mine.example"
+    assert client._session._rate_limit == rule
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
