@@ -244,7 +244,7 @@ class RedisPacer:
         """The rule being kept."""
         return self._limit
 
-    async def _run(self, *args: str | int) -> list[int]:
+    async def _eval(self, *args: str | int) -> list[int]:
         from redis.exceptions import RedisError
 
         try:
@@ -256,24 +256,39 @@ class RedisPacer:
             ) from exc
         return [int(x) for x in result]
 
+    def _start(self, *args: str | int) -> asyncio.Task[list[int]]:
+        """Run the script in a task of its own, which ``aclose`` waits for."""
+        task = asyncio.ensure_future(self._eval(*args))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        # Its error is raised to the caller who awaits it; if that caller was
+        # cancelled meanwhile, nobody needs it.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
+    async def _run(self, *args: str | int) -> list[int]:
+        # Shielded: redis-py can swallow a cancellation that lands while a
+        # command is under way (the task then carries on as if it had not been
+        # cancelled, for up to a lease). The script finishes on its own; the
+        # caller's cancellation is raised here at once.
+        return await asyncio.shield(self._start(*args))
+
     async def pause(self, seconds: float) -> None:
         """Let nobody, in any process of this key, send for ``seconds``."""
         await self._run("pause", self._window_ms, round(seconds * 1000))
 
     async def aclose(self) -> None:
         """Close the Redis connection if this pacer opened it."""
-        if self._background:
+        while self._background:  # a finished acquire may start its release
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._owned:
             await self._redis.aclose()
 
     def _in_background(self, *args: str | int) -> None:
-        task = asyncio.ensure_future(self._run(*args))
-        self._background.add(task)
-        task.add_done_callback(self._done)
+        self._start(*args).add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
+    @staticmethod
+    def _done(task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             logger.warning("pacing: could not update Redis: %s", task.exception())
 
@@ -282,13 +297,14 @@ class RedisPacer:
         waiter = slot.waiter = queue.push(slot.priority)
         waited = False
         since = 0.0
+        asking: asyncio.Task[list[int]] | None = None
         try:
             while True:
                 waiter.event.clear()
                 if queue.head() is not waiter:
                     await waiter.event.wait()
                     continue
-                granted, wait_ms = await self._run(
+                asking = self._start(
                     "acquire",
                     self._window_ms,
                     self._me,
@@ -299,6 +315,8 @@ class RedisPacer:
                     self._heartbeat_ms,
                     self._max_bypass,
                 )
+                granted, wait_ms = await asyncio.shield(asking)  # see _run
+                asking = None
                 if granted:
                     break
                 if not waited:
@@ -327,13 +345,22 @@ class RedisPacer:
                     pass
         except BaseException:
             queue.remove(waiter)
-            # The script may have granted the lease just as we gave up: give it
-            # back unused (a no-op if it was not granted).
-            self._in_background("release", self._window_ms, slot.lease, 0)
-            if not queue:
-                # Nobody here waits any more: leave the shared queue, or this
-                # process would stand in the others' way until its heartbeat ends.
-                self._in_background("leave", self._window_ms, self._me)
+
+            def give_back() -> None:
+                # The script may have granted the lease just as we gave up: give
+                # it back unused (a no-op if it was not granted).
+                self._in_background("release", self._window_ms, slot.lease, 0)
+                if not queue:
+                    # Nobody here waits any more: leave the shared queue, or this
+                    # process would stand in the others' way until its heartbeat
+                    # ends.
+                    self._in_background("leave", self._window_ms, self._me)
+
+            if asking is not None and not asking.done():
+                # Only once its answer is in, or the release could come first.
+                asking.add_done_callback(lambda _: give_back())
+            else:
+                give_back()
             queue.wake_head()
             raise
         finally:

@@ -128,6 +128,7 @@ class RedisStore:
     ) -> None:
         self._redis, self._owned = connect(redis)
         self._prefix = prefix
+        self._pending: set[asyncio.Future[Any]] = set()
 
     async def load(self, name: str) -> Cursor | None:
         """Return the cursor saved under ``name``, or ``None``."""
@@ -140,15 +141,23 @@ class RedisStore:
 
     async def aclose(self) -> None:
         """Close the Redis connection if this store opened it."""
+        if self._pending:  # saves that went on after their caller was cancelled
+            await asyncio.gather(*self._pending, return_exceptions=True)
         if self._owned:
             await self._redis.aclose()
 
-    @staticmethod
-    async def _call(pending: Any) -> Any:
+    async def _call(self, command: Any) -> Any:
         from redis.exceptions import RedisError
 
+        # Shielded: redis-py can swallow a cancellation that lands while a
+        # command is under way, and the cancelled task would carry on. The
+        # command finishes on its own (a save is kept); the caller is cancelled.
+        pending = asyncio.ensure_future(command)
+        self._pending.add(pending)
+        pending.add_done_callback(self._pending.discard)
+        pending.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            return await pending
+            return await asyncio.shield(pending)
         except (RedisError, OSError) as exc:
             raise SharedStoreError(
                 f"the cursor store (Redis) failed: {type(exc).__name__}: {exc}"

@@ -304,3 +304,92 @@ def test_from_env_keeps_a_pacer_you_give_it(redis_url: str) -> None:
     )
     assert client._owned_pacer is None
     assert client._session.pacer is mine
+
+
+async def test_a_cancelled_head_wakes_the_next_local_waiter(
+    redis_url: str, key: str
+) -> None:
+    rule = RateLimit(1, 0.1, margin=0)
+    pacer = RedisPacer(redis_url, rate_limit=rule, key=key)
+    order: list[str] = []
+
+    async def one(name: str) -> None:
+        async with pacer.slot():
+            order.append(name)
+
+    holder = pacer.slot()
+    await holder.__aenter__()
+    head = asyncio.create_task(one("head"))
+    await asyncio.sleep(0.05)  # head first in the local queue
+    behind = asyncio.create_task(one("behind"))
+    await asyncio.sleep(0.05)
+    head.cancel()
+    await asyncio.gather(head, return_exceptions=True)
+    await holder.__aexit__(None, None, None)
+    async with asyncio.timeout(3):
+        await behind
+    assert order == ["behind"]
+    await pacer.aclose()
+
+
+async def test_a_process_whose_waiters_gave_up_leaves_the_shared_queue(
+    redis_url: str, key: str
+) -> None:
+    rule = RateLimit(1, 0.1, margin=0)
+    # A long heartbeat: a forgotten entry would stand in the queue for 5 s.
+    holder, quitter, waiter = (
+        RedisPacer(redis_url, rate_limit=rule, key=key, heartbeat=5.0) for _ in range(3)
+    )
+    slot = holder.slot()
+    await slot.__aenter__()
+    gave_up = asyncio.create_task(quitter.slot().__aenter__())
+    await asyncio.sleep(0.1)  # first in the shared queue
+    waiting = asyncio.create_task(waiter.slot().__aenter__())
+    await asyncio.sleep(0.1)
+    gave_up.cancel()
+    await asyncio.gather(gave_up, return_exceptions=True)
+    await slot.__aexit__(None, None, None)
+    started = time.monotonic()
+    async with asyncio.timeout(10):
+        await waiting
+    # Served one window after the holder's answer, not after the quitter's
+    # heartbeat ran out.
+    assert time.monotonic() - started < 2.5
+    for pacer in (holder, quitter, waiter):
+        await pacer.aclose()
+
+
+async def test_a_waiter_is_cancelled_at_once_and_takes_no_place(
+    redis_url: str, key: str
+) -> None:
+    """A cancellation that lands during a Redis command is not lost."""
+    rule = RateLimit(1, 0.1, margin=0)
+    pacer = RedisPacer(redis_url, rate_limit=rule, key=key)
+    holder = pacer.slot()
+    await holder.__aenter__()  # the only place, leased for request_timeout
+    served: list[int] = []
+
+    async def wait(n: int) -> None:
+        async with pacer.slot():
+            served.append(n)
+
+    for n in range(40):
+        task = asyncio.create_task(wait(n))
+        await asyncio.sleep(0.002 * (n % 10))  # at varied points of its polls
+        task.cancel()
+        async with asyncio.timeout(2):
+            await asyncio.gather(task, return_exceptions=True)
+        assert task.cancelled()
+    assert served == []
+    await holder.__aexit__(None, None, None)
+    # With the place free, some are granted just as they are cancelled: each
+    # gives its lease back, so none is held for a whole lease.
+    for n in range(16):
+        await asyncio.sleep(rule.window + 0.01)  # the place is free
+        task = asyncio.create_task(wait(n))
+        await asyncio.sleep(0.0005 * (n % 4))  # while its script runs, or after
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    async with asyncio.timeout(2), pacer.slot():
+        pass
+    await pacer.aclose()
