@@ -11,6 +11,7 @@ from aiolimiter import AsyncLimiter
 from support import Call, Exchange, Router, load_exchange
 
 from biotorrents_async import BioTorrentsClient, LocalPacer, RateLimit, RetryPolicy
+from biotorrents_async._pacing import BACKGROUND, INTERACTIVE, current_priority
 
 
 class FixedWindowServer:
@@ -218,3 +219,49 @@ async def test_slot_waits_exactly_until_the_oldest_place_frees() -> None:
         pass
     # The first place was held until 6.1 s after its answer at t=100.5.
     assert waits == [pytest.approx(100.5 + 6.1 - 100.75)]
+
+
+# --- survivors of a mutation review -------------------------------------------------
+
+
+async def test_a_lifted_waiter_is_woken_with_nothing_in_flight() -> None:
+    # Nothing in flight: no release will wake anybody. The old head's timer
+    # ends, it is no longer first, so the lifted waiter must have been woken.
+    pacer = LocalPacer(RateLimit(1, 0.1, margin=0))
+    async with pacer.slot():
+        pass  # the place is held for one window after this answer
+    order: list[str] = []
+
+    async def one(name: str, slot: object) -> None:
+        async with slot:  # type: ignore[attr-defined]
+            order.append(name)
+
+    first, second = pacer.slot(BACKGROUND), pacer.slot(BACKGROUND)
+    tasks = [asyncio.create_task(one("first", first))]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(one("second", second)))
+    await asyncio.sleep(0.01)
+    second.prioritize(INTERACTIVE)  # a direct call joined its shared request
+    async with asyncio.timeout(3):
+        await asyncio.gather(*tasks)
+    assert order == ["second", "first"]
+
+
+async def test_a_pause_longer_than_the_window_holds_with_every_place_taken() -> None:
+    rule = RateLimit(1, 0.1, margin=0)
+    pacer = LocalPacer(rule)
+    async with pacer.slot():
+        pass  # every place taken, for one window
+    await pacer.pause(0.5)  # the server said Retry-After
+    started = time.monotonic()
+    async with pacer.slot():
+        waited = time.monotonic() - started
+    assert waited >= 0.5 - 0.02  # the pause, not just the window
+
+
+def test_a_background_block_ends_with_the_block() -> None:
+    client = BioTorrentsClient("t0ken-value", base_url="https://bio.example")
+    assert current_priority.get() == INTERACTIVE
+    with client.background():
+        assert current_priority.get() == BACKGROUND
+    assert current_priority.get() == INTERACTIVE  # later direct calls go first

@@ -41,6 +41,8 @@ def test_plain_http_to_a_remote_host_is_refused(url: str) -> None:
         "http://localhost",
         "http://[::1]:80",
         "http://127.3.4.5",
+        "http://0.0.0.0:8088",  # what a server bound to every address prints
+        "http://[::]:8088",
     ],
 )
 def test_plain_http_to_loopback_is_fine(url: str) -> None:

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import BASE, COOKIES, TOKEN, Exchange, Router
@@ -131,6 +132,31 @@ def test_from_env_keyword_arguments_win_over_the_environment() -> None:
     )
     assert client.base_url == "https://mine.example"
     assert client._session._rate_limit == rule
+
+
+def test_from_env_reads_values_as_a_secrets_file_leaves_them() -> None:
+    client = BioTorrentsClient.from_env(
+        {
+            "BIOTORRENTS_TOKEN": f"{TOKEN}\n",  # a file's final newline
+            "BIOTORRENTS_COOKIES": "   ",  # set, but to nothing
+            "BIOTORRENTS_RATE_LIMIT": "None",
+        }
+    )
+    assert client.auth_mode == "token"
+    assert client._session._headers["Authorization"] == f"Bearer {TOKEN}"
+    assert client._session._rate_limit is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"base_url": "https://bio.example/#top"},  # the API path would follow '#'
+        {"max_body_size": 0},  # every answer would be too large
+    ],
+)
+def test_arguments_that_could_never_work_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011
+        BioTorrentsClient(TOKEN, **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -1110,3 +1110,24 @@ async def test_failed_checks_back_off_and_a_success_resets_it(
         # ...and after a success, the next failure starts over (2x-4x, not 16x).
         assert pauses[3] < 8 * INTERVAL
         await inbox.stop()
+
+
+async def test_a_same_second_reply_listed_after_a_seen_one_comes(
+    fake: FakeBioTorrents,
+) -> None:
+    second = dt.datetime(2026, 6, 1, 12, 0, 0)
+    older = fake.data.add_conversation(
+        "Older", sender=3, recipient=2, sent=second - dt.timedelta(days=1)
+    )
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        seen = fake.data.add_conversation("Seen", sender=3, recipient=2, sent=second)
+        await inbox.wait_for(1)
+        # A reply in that same second to an older conversation: the listing
+        # shows it after the one already seen (same date, lower id).
+        fake.data.add_reply(older, sender=3, sent=second)
+        await inbox.wait_for(2)
+        await asyncio.sleep(INTERVAL * 3)
+        assert [c.conv_id for _, c in inbox.items] == [seen.id, older.id]
+        await inbox.stop()
