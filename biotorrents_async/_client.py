@@ -32,7 +32,8 @@ __all__ = ["BioTorrentsClient"]
 DEFAULT_BASE_URL = "https://biotorrents.de"
 # Header-safe: no whitespace, separators or control characters.
 _TOKEN_RE = re.compile(r"[\x21-\x7e]+")
-_COOKIE_RE = re.compile(r"[\x21-\x7e]+")
+# RFC 6265 cookie-octet: printable ASCII but '"', ',', ';' and '\\'.
+_COOKIE_RE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+")
 
 
 def _check_token(token: object) -> str | None:
@@ -60,7 +61,7 @@ def _check_cookies(cookies: object) -> dict[str, str] | None:
         text = str(value) if isinstance(value, int) else value
         if not isinstance(key, str) or not isinstance(text, str):
             raise ValueError("cookie names and values must be str")
-        if not _COOKIE_RE.fullmatch(text) or ";" in text or "," in text:
+        if not _COOKIE_RE.fullmatch(text):
             raise ValueError(f"cookie {key!r} has characters a Cookie header forbids")
         out[key] = text
     return out

@@ -668,3 +668,19 @@ async def test_coalesced_counts_only_calls_that_shared_an_answer() -> None:
         both = await asyncio.gather(client.users.get(8), client.users.get(8))
         assert both[0] == both[1]
         assert client.stats["coalesced"] == 1
+
+
+async def test_a_credential_deeper_in_the_chain_is_dropped_too(api: Router) -> None:
+    headers = CIMultiDictProxy(CIMultiDict({"Authorization": f"Bearer {TOKEN}"}))
+    info = aiohttp.RequestInfo(URL(BASE), "GET", headers, URL(BASE))
+    inner = aiohttp.ClientResponseError(info, (), status=0)
+    outer = aiohttp.ClientPayloadError("answer cut off")
+    outer.__cause__ = inner
+    api.reply(outer)
+    async with BioTorrentsClient(
+        TOKEN, base_url=BASE, rate_limit=None, retry=RetryPolicy.none()
+    ) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.index()
+    assert caught.value.__cause__ is outer
+    assert "Authorization" not in inner.request_info.headers

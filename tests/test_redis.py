@@ -393,3 +393,51 @@ async def test_a_waiter_is_cancelled_at_once_and_takes_no_place(
     async with asyncio.timeout(2), pacer.slot():
         pass
     await pacer.aclose()
+
+
+async def test_closing_a_from_env_client_closes_its_redis_connections(
+    redis_url: str, fake: FakeBioTorrents
+) -> None:
+    import redis.asyncio
+
+    probe = redis.asyncio.from_url(redis_url)
+
+    async def connections() -> int:
+        return len(await probe.client_list())
+
+    try:
+        before = await connections()
+        client = BioTorrentsClient.from_env(
+            {
+                "BIOTORRENTS_BASE_URL": fake.url,
+                "BIOTORRENTS_TOKEN": fake.token,
+                "BIOTORRENTS_REDIS_URL": redis_url,
+                "BIOTORRENTS_RATE_LIMIT": "2/0.2",
+            }
+        )
+        await client.index()
+        assert await connections() > before
+        await client.aclose()
+        assert await connections() == before  # the pacer it made is closed too
+    finally:
+        await probe.aclose()
+
+
+async def test_a_place_given_back_unused_is_free_at_once(
+    redis_url: str, key: str
+) -> None:
+    # A call refused before sending (the client stopped after an auth failure)
+    # gives its place back: nobody waits a window for a request never sent.
+    rule = RateLimit(1, 1.0, margin=0)
+    pacer = RedisPacer(redis_url, rate_limit=rule, key=key)
+    async with pacer.slot():
+        pass  # the fresh state's hold is over; this one was sent
+    await asyncio.sleep(rule.window)
+    slot = pacer.slot()
+    async with slot:
+        slot.unused()
+    started = time.monotonic()
+    async with asyncio.timeout(5), pacer.slot():
+        waited = time.monotonic() - started
+    assert waited < rule.window / 2
+    await pacer.aclose()

@@ -181,3 +181,10 @@ def test_cookie_values_are_not_in_repr() -> None:
     client = BioTorrentsClient(cookies=COOKIES)
     assert COOKIES["session"] not in repr(client)
     assert "auth=cookies" in repr(client)
+
+
+@pytest.mark.parametrize("value", ["a;b", "a,b", "a b", 'a"b', "a\\b", "a\r\nX: y"])
+def test_a_cookie_value_a_header_forbids_is_refused(value: str) -> None:
+    # RFC 6265: no separators, spaces or quotes (some parsers split on ",").
+    with pytest.raises(ValueError, match="forbids"):
+        BioTorrentsClient(cookies={"session": value, "userid": "2"})
