@@ -35,8 +35,8 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._pacing import INTERACTIVE, MAX_BYPASS, QueuedSlot, WaitQueue
 from ._policy import RateLimit
@@ -45,9 +45,10 @@ from .exceptions import SharedStoreError
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["RedisPacer", "account_key", "connect"]
+__all__ = ["RedisPacer", "account_key", "connect", "in_own_task"]
 
 logger = logging.getLogger("biotorrents_async.pacing")
+T = TypeVar("T")
 
 # One script for every operation, so that each decision is atomic and timed by
 # the Redis server's clock. Keys share one hash tag (Redis Cluster friendly).
@@ -131,6 +132,24 @@ end
 redis.call('ZADD', held, now + lease_ms, lease)
 return {1, 0}
 """
+
+
+def in_own_task(
+    command: Awaitable[T], pending: set[asyncio.Future[Any]]
+) -> asyncio.Future[T]:
+    """Run a Redis command in a task of its own, kept in ``pending`` until done.
+
+    Await it through ``asyncio.shield``: redis-py can swallow a cancellation
+    that lands while a command is under way (the cancelled task then carries on
+    as if nothing happened, for up to a lease). Shielded, the command finishes
+    on its own and the caller's cancellation is raised at once. Its error goes
+    to whoever awaits it; once that caller is gone, nobody needs it.
+    """
+    task = asyncio.ensure_future(command)
+    pending.add(task)
+    task.add_done_callback(pending.discard)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
 
 
 def connect(redis: str | redis.asyncio.Redis) -> tuple[redis.asyncio.Redis, bool]:
@@ -232,7 +251,7 @@ class RedisPacer:
         self._me = secrets.token_hex(8)  # this process's entry in the shared queue
         self._queue = WaitQueue(max_bypass)
         self._script = self._redis.register_script(_SCRIPT)
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self.waits = 0
         """How many callers had to wait for a place or a pause."""
 
@@ -256,22 +275,12 @@ class RedisPacer:
             ) from exc
         return [int(x) for x in result]
 
-    def _start(self, *args: str | int) -> asyncio.Task[list[int]]:
+    def _start(self, *args: str | int) -> asyncio.Future[list[int]]:
         """Run the script in a task of its own, which ``aclose`` waits for."""
-        task = asyncio.ensure_future(self._eval(*args))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        # Its error is raised to the caller who awaits it; if that caller was
-        # cancelled meanwhile, nobody needs it.
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return task
+        return in_own_task(self._eval(*args), self._background)
 
     async def _run(self, *args: str | int) -> list[int]:
-        # Shielded: redis-py can swallow a cancellation that lands while a
-        # command is under way (the task then carries on as if it had not been
-        # cancelled, for up to a lease). The script finishes on its own; the
-        # caller's cancellation is raised here at once.
-        return await asyncio.shield(self._start(*args))
+        return await asyncio.shield(self._start(*args))  # see in_own_task
 
     async def pause(self, seconds: float) -> None:
         """Let nobody, in any process of this key, send for ``seconds``."""
@@ -288,7 +297,7 @@ class RedisPacer:
         self._start(*args).add_done_callback(self._done)
 
     @staticmethod
-    def _done(task: asyncio.Task[Any]) -> None:
+    def _done(task: asyncio.Future[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             logger.warning("pacing: could not update Redis: %s", task.exception())
 
@@ -297,7 +306,7 @@ class RedisPacer:
         waiter = slot.waiter = queue.push(slot.priority)
         waited = False
         since = 0.0
-        asking: asyncio.Task[list[int]] | None = None
+        asking: asyncio.Future[list[int]] | None = None
         try:
             while True:
                 waiter.event.clear()
@@ -315,7 +324,7 @@ class RedisPacer:
                     self._heartbeat_ms,
                     self._max_bypass,
                 )
-                granted, wait_ms = await asyncio.shield(asking)  # see _run
+                granted, wait_ms = await asyncio.shield(asking)  # see in_own_task
                 asking = None
                 if granted:
                     break

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._redis import connect
+from ._redis import connect, in_own_task
 from .exceptions import SharedStoreError
 
 if TYPE_CHECKING:
@@ -149,15 +149,9 @@ class RedisStore:
     async def _call(self, command: Any) -> Any:
         from redis.exceptions import RedisError
 
-        # Shielded: redis-py can swallow a cancellation that lands while a
-        # command is under way, and the cancelled task would carry on. The
-        # command finishes on its own (a save is kept); the caller is cancelled.
-        pending = asyncio.ensure_future(command)
-        self._pending.add(pending)
-        pending.add_done_callback(self._pending.discard)
-        pending.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            return await asyncio.shield(pending)
+            # A save whose caller is cancelled is still kept (see in_own_task).
+            return await asyncio.shield(in_own_task(command, self._pending))
         except (RedisError, OSError) as exc:
             raise SharedStoreError(
                 f"the cursor store (Redis) failed: {type(exc).__name__}: {exc}"
