@@ -141,7 +141,8 @@ def in_own_task(
 
     Await it through ``asyncio.shield``: redis-py can swallow a cancellation
     that lands while a command is under way (the cancelled task then carries on
-    as if nothing happened, for up to a lease). Shielded, the command finishes
+    as if nothing happened, for up to a lease; measured with redis-py 8.1, and
+    reported upstream as redis/redis-py#2028). Shielded, the command finishes
     on its own and the caller's cancellation is raised at once. Its error goes
     to whoever awaits it; once that caller is gone, nobody needs it.
     """
