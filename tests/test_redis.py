@@ -23,7 +23,7 @@ from biotorrents_async import (
     RetryPolicy,
     SharedStoreError,
 )
-from biotorrents_async._pacing import BACKGROUND, INTERACTIVE
+from biotorrents_async._pacing import BACKGROUND, INTERACTIVE, MAX_BYPASS
 from biotorrents_async.testing import FakeBioTorrents
 
 WORKER = Path(__file__).parent / "redis_worker.py"
@@ -442,3 +442,29 @@ async def test_a_place_given_back_unused_is_free_at_once(
         waited = time.monotonic() - started
     assert waited < rule.window / 2
     await pacer.aclose()
+
+
+async def test_background_is_passed_over_a_bounded_number_of_times(
+    redis_url: str, key: str
+) -> None:
+    rule = RateLimit(1, 0.3, margin=0)
+    holder, crawler, bot = (
+        RedisPacer(redis_url, rate_limit=rule, key=key) for _ in range(3)
+    )
+    order: list[str] = []
+
+    async def one(pacer: RedisPacer, name: str, priority: int) -> None:
+        async with pacer.slot(priority):
+            order.append(name)
+
+    await one(holder, "first", INTERACTIVE)  # opens the state; holds the place
+    background = asyncio.create_task(one(crawler, "background", BACKGROUND))
+    await asyncio.sleep(0.05)  # the oldest waiter, in another process
+    direct = [
+        asyncio.create_task(one(bot, f"direct {n}", INTERACTIVE)) for n in range(6)
+    ]
+    await asyncio.gather(background, *direct)
+    # Direct calls go first, but never more than MAX_BYPASS of them in a row.
+    assert order.index("background") == 1 + MAX_BYPASS
+    for pacer in (holder, crawler, bot):
+        await pacer.aclose()
