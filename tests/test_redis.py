@@ -468,3 +468,28 @@ async def test_background_is_passed_over_a_bounded_number_of_times(
     assert order.index("background") == 1 + MAX_BYPASS
     for pacer in (holder, crawler, bot):
         await pacer.aclose()
+
+
+async def test_a_long_wait_keeps_its_turn_across_processes(
+    redis_url: str, key: str
+) -> None:
+    # The first place frees in 1.5 s, far beyond the 0.2 s heartbeat: the first
+    # waiter must keep checking in, or it drops out and the later one goes first.
+    rule = RateLimit(1, 1.5, margin=0)
+    holder, early, late = (
+        RedisPacer(redis_url, rate_limit=rule, key=key, heartbeat=0.2) for _ in range(3)
+    )
+    order: list[str] = []
+
+    async def one(pacer: RedisPacer, name: str) -> None:
+        async with pacer.slot():
+            order.append(name)
+
+    await one(holder, "first")  # opens the state; holds the place 1.5 s
+    first_waiter = asyncio.create_task(one(early, "early"))
+    await asyncio.sleep(0.5)
+    second_waiter = asyncio.create_task(one(late, "late"))
+    await asyncio.gather(first_waiter, second_waiter)
+    assert order == ["first", "early", "late"]
+    for pacer in (holder, early, late):
+        await pacer.aclose()
