@@ -41,6 +41,14 @@ async def fake() -> AsyncIterator[FakeBioTorrents]:
         yield server
 
 
+async def take_turn(
+    order: list[str], pacer: RedisPacer, name: str, priority: int = INTERACTIVE
+) -> None:
+    """Hold a place of ``pacer`` for a moment; note when it came."""
+    async with pacer.slot(priority):
+        order.append(name)
+
+
 def rejected(fake: FakeBioTorrents) -> int:
     return sum(r.outcome == "rate-limited" for r in fake.requests)
 
@@ -132,15 +140,12 @@ async def test_priorities_hold_across_processes(redis_url: str, key: str) -> Non
         RedisPacer(redis_url, rate_limit=rule, key=key) for _ in range(3)
     )
     order: list[str] = []
-
-    async def one(pacer: RedisPacer, name: str, priority: int) -> None:
-        async with pacer.slot(priority):
-            order.append(name)
-
-    await one(first, "first", INTERACTIVE)  # opens the state; holds the place
-    background = asyncio.create_task(one(second, "background", BACKGROUND))
+    await take_turn(
+        order, first, "first", INTERACTIVE
+    )  # opens the state; holds the place
+    background = asyncio.create_task(take_turn(order, second, "background", BACKGROUND))
     await asyncio.sleep(0.02)  # queued in Redis before the direct call
-    direct = asyncio.create_task(one(third, "direct", INTERACTIVE))
+    direct = asyncio.create_task(take_turn(order, third, "direct", INTERACTIVE))
     await asyncio.gather(background, direct)
     assert order == ["first", "direct", "background"]
     for pacer in (first, second, third):
@@ -314,15 +319,11 @@ async def test_a_cancelled_head_wakes_the_next_local_waiter(
     pacer = RedisPacer(redis_url, rate_limit=rule, key=key)
     order: list[str] = []
 
-    async def one(name: str) -> None:
-        async with pacer.slot():
-            order.append(name)
-
     holder = pacer.slot()
     await holder.__aenter__()
-    head = asyncio.create_task(one("head"))
+    head = asyncio.create_task(take_turn(order, pacer, "head"))
     await asyncio.sleep(0.05)  # head first in the local queue
-    behind = asyncio.create_task(one("behind"))
+    behind = asyncio.create_task(take_turn(order, pacer, "behind"))
     await asyncio.sleep(0.05)
     head.cancel()
     await asyncio.gather(head, return_exceptions=True)
@@ -452,16 +453,16 @@ async def test_background_is_passed_over_a_bounded_number_of_times(
         RedisPacer(redis_url, rate_limit=rule, key=key) for _ in range(3)
     )
     order: list[str] = []
-
-    async def one(pacer: RedisPacer, name: str, priority: int) -> None:
-        async with pacer.slot(priority):
-            order.append(name)
-
-    await one(holder, "first", INTERACTIVE)  # opens the state; holds the place
-    background = asyncio.create_task(one(crawler, "background", BACKGROUND))
+    await take_turn(
+        order, holder, "first", INTERACTIVE
+    )  # opens the state; holds the place
+    background = asyncio.create_task(
+        take_turn(order, crawler, "background", BACKGROUND)
+    )
     await asyncio.sleep(0.05)  # the oldest waiter, in another process
     direct = [
-        asyncio.create_task(one(bot, f"direct {n}", INTERACTIVE)) for n in range(6)
+        asyncio.create_task(take_turn(order, bot, f"direct {n}", INTERACTIVE))
+        for n in range(6)
     ]
     await asyncio.gather(background, *direct)
     # Direct calls go first, but never more than MAX_BYPASS of them in a row.
@@ -480,15 +481,10 @@ async def test_a_long_wait_keeps_its_turn_across_processes(
         RedisPacer(redis_url, rate_limit=rule, key=key, heartbeat=0.2) for _ in range(3)
     )
     order: list[str] = []
-
-    async def one(pacer: RedisPacer, name: str) -> None:
-        async with pacer.slot():
-            order.append(name)
-
-    await one(holder, "first")  # opens the state; holds the place 1.5 s
-    first_waiter = asyncio.create_task(one(early, "early"))
+    await take_turn(order, holder, "first")  # opens the state; holds the place 1.5 s
+    first_waiter = asyncio.create_task(take_turn(order, early, "early"))
     await asyncio.sleep(0.5)
-    second_waiter = asyncio.create_task(one(late, "late"))
+    second_waiter = asyncio.create_task(take_turn(order, late, "late"))
     await asyncio.gather(first_waiter, second_waiter)
     assert order == ["first", "early", "late"]
     for pacer in (holder, early, late):

@@ -10,7 +10,7 @@ import signal
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,26 @@ async def started(client: BioTorrentsClient, *streams: WatchStream[Any]) -> None
     async with asyncio.timeout(10):
         while client._hub._round < rounds + 1:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
+
+
+async def crash(client: BioTorrentsClient, stream: WatchStream[Any]) -> None:
+    """The process dies: nothing is closed, nothing more is saved."""
+    await client._hub.remove(stream)
+    await client.aclose()
+
+
+async def after_restart(
+    fake: FakeBioTorrents,
+    watch: Callable[[BioTorrentsClient], WatchStream[Any]],
+    count: int,
+) -> list[Any]:
+    """A new process on the same store: the items that come, once no more do."""
+    async with client_for(fake) as client:
+        consumer = Consumer(watch(client), client)
+        await consumer.wait_for(count)
+        await asyncio.sleep(INTERVAL * 4)  # and nothing after them
+        await consumer.stop()
+    return [item for _, item in consumer.items]
 
 
 async def rounds_done(client: BioTorrentsClient, last: int) -> None:
@@ -357,16 +377,13 @@ async def test_a_crash_in_the_unread_backlog_sends_no_read_mail(
     await stream.__aenter__()
     first = [await anext(stream), await anext(stream)]  # the second in hand
     assert all(c.unread for c in first)
-    await client._hub.remove(stream)  # the process dies mid-backlog
-    await client.aclose()
+    await crash(client, stream)  # mid-backlog
     fresh = fake.data.add_conversation("After the crash", sender=3, recipient=2)
-    async with client_for(fake) as again:
-        inbox = Consumer(again.inbox.watch(interval=INTERVAL, store=store), again)
-        await inbox.wait_for(1)
-        await asyncio.sleep(INTERVAL * 4)
-        # The backlog is offered once; read conversations never come.
-        assert [c.conv_id for _, c in inbox.items] == [fresh.id]
-        await inbox.stop()
+    items = await after_restart(
+        fake, lambda c: c.inbox.watch(interval=INTERVAL, store=store), 1
+    )
+    # The backlog is offered once; read conversations never come.
+    assert [c.conv_id for c in items] == [fresh.id]
 
 
 async def test_the_alert_backlog_is_offered_once(
@@ -381,21 +398,15 @@ async def test_the_alert_backlog_is_offered_once(
     )
     await stream.__aenter__()
     first = await anext(stream)  # in hand when the process dies
-    await client._hub.remove(stream)
-    await client.aclose()
-    async with client_for(fake) as again:
-        alerts = Consumer(
-            again.notifications.watch_alerts(interval=INTERVAL, store=store), again
-        )
-        await started(again, alerts.stream)
-        fake.data.add_alert(2, "Subscriptions", "New post", "userhistory.php")
-        await alerts.wait_for(1)
-        await asyncio.sleep(INTERVAL * 4)
-        # As with the listings: the backlog was offered once, and what the bot
-        # did not take before it stopped is not new.
-        assert isinstance(first, Alert)
-        assert [a.kind for _, a in alerts.items] == ["Subscriptions"]
-        await alerts.stop()
+    await crash(client, stream)
+    fake.data.add_alert(2, "Subscriptions", "New post", "userhistory.php")
+    items = await after_restart(
+        fake, lambda c: c.notifications.watch_alerts(interval=INTERVAL, store=store), 1
+    )
+    # As with the listings: the backlog was offered once, and what the bot did
+    # not take before it stopped is not new.
+    assert isinstance(first, Alert)
+    assert [a.kind for a in items] == ["Subscriptions"]
 
 
 class FlakyStore(MemoryStore):
@@ -569,19 +580,16 @@ async def test_restart_on_a_file_store_loses_and_repeats_nothing(
         fake.data.add_conversation(f"While down {n}", sender=4, recipient=2).id
         for n in range(30)
     ]
-    async with client_for(fake) as client:
-        inbox = Consumer(client.inbox.watch(interval=INTERVAL, store=store), client)
-        await inbox.wait_for(30)
-        await asyncio.sleep(INTERVAL * 3)
-        assert [c.conv_id for _, c in inbox.items] == down  # oldest first
-        await inbox.stop()  # cancelled while waiting: everything handed over
+    # Stopped by cancellation while waiting: everything yielded is handed over.
+    items = await after_restart(
+        fake, lambda c: c.inbox.watch(interval=INTERVAL, store=store), 30
+    )
+    assert [c.conv_id for c in items] == down  # oldest first
     after = fake.data.add_conversation("After a cancel", sender=3, recipient=2)
-    async with client_for(fake) as client:
-        inbox = Consumer(client.inbox.watch(interval=INTERVAL, store=store), client)
-        await inbox.wait_for(1)
-        await asyncio.sleep(INTERVAL * 3)
-        assert [c.conv_id for _, c in inbox.items] == [after.id]
-        await inbox.stop()
+    items = await after_restart(
+        fake, lambda c: c.inbox.watch(interval=INTERVAL, store=store), 1
+    )
+    assert [c.conv_id for c in items] == [after.id]
 
 
 async def test_after_a_crash_only_the_item_in_hand_comes_again(
@@ -595,17 +603,13 @@ async def test_after_a_crash_only_the_item_in_hand_comes_again(
     ids = [hit(fake, f"Hit {n}") for n in range(3)]
     got = [await anext(stream), await anext(stream)]  # the second is in hand
     assert [h.torrent_id for h in got] == ids[:2]
-    # The process dies here: nothing is closed, nothing more is saved.
-    await client._hub.remove(stream)
-    await client.aclose()
-    async with client_for(fake) as again:
-        hits = Consumer(
-            again.notifications.watch_torrents(interval=INTERVAL, store=store), again
-        )
-        await hits.wait_for(2)
-        await asyncio.sleep(INTERVAL * 3)
-        assert [h.torrent_id for _, h in hits.items] == ids[1:]
-        await hits.stop()
+    await crash(client, stream)
+    items = await after_restart(
+        fake,
+        lambda c: c.notifications.watch_torrents(interval=INTERVAL, store=store),
+        2,
+    )
+    assert [h.torrent_id for h in items] == ids[1:]
 
 
 async def test_a_consumer_that_fails_does_not_hand_its_item_over(
@@ -943,14 +947,10 @@ async def test_handed_over_alerts_do_not_come_again_after_a_restart(
                 break  # a clean stop: handed over
     # While the bot is down (the first alert is still pending on the site):
     fake.data.add_alert(2, "Collages", "New collage", "collages.php")
-    async with client_for(fake) as client:
-        alerts = Consumer(
-            client.notifications.watch_alerts(interval=INTERVAL, store=store), client
-        )
-        await alerts.wait_for(1)
-        await asyncio.sleep(INTERVAL * 4)
-        assert [a.kind for _, a in alerts.items] == ["Collages"]
-        await alerts.stop()
+    items = await after_restart(
+        fake, lambda c: c.notifications.watch_alerts(interval=INTERVAL, store=store), 1
+    )
+    assert [a.kind for a in items] == ["Collages"]
 
 
 @pytest.mark.parametrize("resumed", [False, True])
@@ -982,14 +982,11 @@ async def test_same_second_items_keep_the_one_in_hand(
     ]
     got = [await anext(stream), await anext(stream)]  # one handed over, one in hand
     assert sorted(c.conv_id for c in got) == later
-    await client._hub.remove(stream)  # the process dies
-    await client.aclose()
-    async with client_for(fake) as again:
-        inbox = Consumer(again.inbox.watch(interval=INTERVAL, store=store), again)
-        await inbox.wait_for(1)
-        await asyncio.sleep(INTERVAL * 4)
-        assert [c.conv_id for _, c in inbox.items] == [got[1].conv_id]
-        await inbox.stop()
+    await crash(client, stream)
+    items = await after_restart(
+        fake, lambda c: c.inbox.watch(interval=INTERVAL, store=store), 1
+    )
+    assert [c.conv_id for c in items] == [got[1].conv_id]
 
 
 async def test_include_unread_reads_past_a_sticky_read_conversation(
