@@ -29,19 +29,26 @@ written to the cursor store.
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
+import functools
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from ._pacing import background
 from ._policy import RateLimit
-from ._stores import Cursor, CursorStore, MemoryStore
-from .exceptions import ArgumentError, AuthenticationError, BioTorrentsError
+from ._stores import CursorStore, MemoryStore
+from ._trackers import TRACKERS, AlertTracker, ListingTracker, TorrentTracker, Tracker
+from .exceptions import (
+    ApiError,
+    ArgumentError,
+    AuthenticationError,
+    BioTorrentsError,
+    LegacyApiUnavailableError,
+)
 from .models import Alert, ConversationSummary, Index, Page, TorrentNotification
 
 __all__ = [
@@ -58,7 +65,17 @@ T = TypeVar("T")
 #: Every how many rounds a listing takes a round's place, for what the counters
 #: cannot show (something read on the site between two checks).
 RESYNC = 30
-_EPOCH = _dt.datetime.min
+#: The longest pause between two tries of a failing check, before its jitter.
+BACKOFF_MAX = 300.0
+#: Errors that waiting cannot fix: the streams they concern end with them.
+_PERMANENT = (ApiError, LegacyApiUnavailableError)
+#: The streams each check feeds.
+_FEEDS = {
+    "index": ("inbox", "torrents"),
+    "inbox": ("inbox",),
+    "torrents": ("torrents",),
+    "alerts": ("alerts",),
+}
 
 
 def default_interval(rule: RateLimit | None) -> float:
@@ -69,208 +86,6 @@ def default_interval(rule: RateLimit | None) -> float:
     """
     rule = rule or RateLimit.default()
     return 2 * rule.window / rule.requests
-
-
-class _Tracker(Generic[T]):
-    """What one stream has seen (detection) and handed over (its cursor)."""
-
-    kind = ""
-
-    def __init__(self, include_unread: bool) -> None:
-        self.include_unread = include_unread
-        self.started = False  # a baseline (or a loaded cursor) exists
-
-    def load(self, cursor: Cursor) -> None:
-        raise NotImplementedError
-
-    def cursor(self) -> Cursor:
-        raise NotImplementedError
-
-    def handed_over(self, item: T) -> None:
-        raise NotImplementedError
-
-
-class _ListingTracker(_Tracker[T]):
-    """For listings sorted newest first: a watermark of (date, ids at that date).
-
-    An item is new when its date is after the watermark, or at it with an id not
-    seen at that date. Dates are the server's, at second resolution, so the ids
-    at the watermark break ties.
-    """
-
-    def __init__(self, include_unread: bool) -> None:
-        super().__init__(include_unread)
-        self.top = _EPOCH  # what has been queued
-        self.edge: set[int] = set()
-        self.done_top = _EPOCH  # what has been handed over
-        self.done_edge: set[int] = set()
-        # After a catch-up that found new items past page 1: the watermark it
-        # started from, and what it found. A deletion during that catch-up can
-        # shift an item from page 2 onto page 1 behind our back; the next
-        # listing reads down to that watermark again and yields what it missed.
-        self.verify: tuple[_dt.datetime, set[tuple[int, _dt.datetime]]] | None = None
-
-    @staticmethod
-    def key(item: T) -> tuple[_dt.datetime, int]:
-        raise NotImplementedError
-
-    @staticmethod
-    def pinned(item: T) -> bool:
-        """Whether the listing puts this item first whatever its date (sticky)."""
-        return False
-
-    def is_new(self, item: T) -> bool:
-        date, ident = self.key(item)
-        if date > self.top or (date == self.top and ident not in self.edge):
-            return True
-        if self.verify is None:
-            return False
-        floor, found = self.verify
-        return date > floor and (ident, date) not in found
-
-    def reached_known(self, item: T) -> bool:
-        """Whether the listing has passed into what was seen: stop paging."""
-        floor = self.top if self.verify is None else self.verify[0]
-        return not self.pinned(item) and self.key(item)[0] < floor
-
-    def accept(self, items: Sequence[T], *, deep: bool = False) -> list[T]:
-        """Move the watermark past ``items``; return them oldest first.
-
-        ``deep``: some of them were found past page 1 (see ``verify``).
-        """
-        before = self.top
-        ordered = sorted(items, key=self.key)
-        for item in ordered:
-            self.top, self.edge = _advance(self.top, self.edge, *self.key(item))
-        # This round read down to the old watermark: nothing else was hidden.
-        self.verify = None
-        if deep:
-            found = {(ident, date) for date, ident in map(self.key, ordered)}
-            self.verify = (before, found)
-        return ordered
-
-    def handed_over(self, item: T) -> None:
-        self.done_top, self.done_edge = _advance(
-            self.done_top, self.done_edge, *self.key(item)
-        )
-
-    def load(self, cursor: Cursor) -> None:
-        top = cursor.get("top")
-        self.top = self.done_top = (
-            _dt.datetime.fromisoformat(top) if isinstance(top, str) else _EPOCH
-        )
-        edge = cursor.get("edge", [])
-        self.edge = set(edge)
-        self.done_edge = set(edge)
-        self.started = True
-
-    def cursor(self) -> Cursor:
-        return {"top": self.done_top.isoformat(), "edge": sorted(self.done_edge)}
-
-    def baseline(self, newest: Sequence[T], unread: Sequence[T]) -> list[T]:
-        """First start with an empty store: note what exists, hand over nothing.
-
-        ``newest`` is page 1 of the listing; ``unread`` the unread items to hand
-        over when the stream was asked to include them.
-        """
-        self.accept([*newest, *unread])
-        # The cursor starts after all of it, the unread backlog included: that
-        # backlog is offered once, and if the bot stops before handing all of it
-        # over, the rest is not offered again (it is not new).
-        self.done_top, self.done_edge = self.top, set(self.edge)
-        self.started = True
-        return sorted({self.key(i)[1]: i for i in unread}.values(), key=self.key)
-
-
-def _advance(
-    top: _dt.datetime, edge: set[int], date: _dt.datetime, ident: int
-) -> tuple[_dt.datetime, set[int]]:
-    """A watermark moved to take in an item of ``date``: the ids at the top."""
-    if date > top:
-        return date, {ident}
-    if date == top:
-        edge.add(ident)
-    return top, edge
-
-
-class _InboxTracker(_ListingTracker[ConversationSummary]):
-    kind = "inbox"
-
-    @staticmethod
-    def key(item: ConversationSummary) -> tuple[_dt.datetime, int]:
-        return (item.date or _EPOCH, item.conv_id)
-
-    @staticmethod
-    def pinned(item: ConversationSummary) -> bool:
-        # Sticky conversations come first whatever their date.
-        return item.sticky
-
-
-class _TorrentTracker(_ListingTracker[TorrentNotification]):
-    kind = "torrents"
-
-    @staticmethod
-    def key(item: TorrentNotification) -> tuple[_dt.datetime, int]:
-        # notificationTime is the torrent's upload time: newest first.
-        return (item.notification_time or _EPOCH, item.torrent_id)
-
-
-def _alert_key(alert: Alert) -> list[Hashable]:
-    return [alert.kind, alert.id, alert.message, alert.url]
-
-
-class _AlertTracker(_Tracker[Alert]):
-    """The set of pending notices: an alert is new when it was not pending."""
-
-    kind = "alerts"
-
-    def __init__(self, include_unread: bool) -> None:
-        super().__init__(include_unread)
-        self.pending: list[list[Hashable]] = []  # at the last check
-        self.done: list[list[Hashable]] = []  # handed over, and still pending
-        self.pruned = False  # the last check forgot a handed-over alert
-
-    def check(self, alerts: dict[str, Alert]) -> list[Alert]:
-        current = list(alerts.values())
-        keys = [_alert_key(a) for a in current]
-        if not self.started:
-            # First start with an empty store: what is pending now is the past,
-            # unless the caller asked for it.
-            self.started = True
-            self.pending = keys
-            # Handed over in the cursor's eyes, the backlog included: like the
-            # listings' backlog, it is offered once, and what a bot that stops
-            # part-way did not take is not offered again (it is not new).
-            self.done = list(keys)
-            return current if self.include_unread else []
-        new = [a for a, k in zip(current, keys, strict=True) if k not in self.pending]
-        self.pending = keys
-        # Gone from the server: forget it, so that it counts anew if it returns
-        # (while the bot is down, too: the hub saves the pruned cursor).
-        kept = [k for k in self.done if k in keys]
-        self.pruned = len(kept) < len(self.done)
-        self.done = kept
-        return new
-
-    def handed_over(self, item: Alert) -> None:
-        key = _alert_key(item)
-        if key not in self.done:
-            self.done.append(key)
-
-    def load(self, cursor: Cursor) -> None:
-        done = [list(k) for k in cursor.get("pending", [])]
-        self.pending, self.done = list(done), done
-        self.started = True
-
-    def cursor(self) -> Cursor:
-        return {"pending": self.done}
-
-
-_TRACKERS: dict[str, type[_Tracker[Any]]] = {
-    "inbox": _InboxTracker,
-    "torrents": _TorrentTracker,
-    "alerts": _AlertTracker,
-}
 
 
 def open_stream(
@@ -307,7 +122,7 @@ def open_stream(
     elif not isinstance(name, str) or not name:
         raise ArgumentError("name must be a non-empty str")
     return WatchStream(
-        hub, _TRACKERS[kind](include_unread), name=name, interval=interval, store=store
+        hub, TRACKERS[kind](include_unread), name=name, interval=interval, store=store
     )
 
 
@@ -328,7 +143,7 @@ class WatchStream(Generic[T]):
     def __init__(
         self,
         hub: WatchHub,
-        tracker: _Tracker[T],
+        tracker: Tracker[T],
         *,
         name: str,
         interval: float,
@@ -340,6 +155,8 @@ class WatchStream(Generic[T]):
         self.interval = interval
         self._store = store
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        # Taken but never yielded (a merge ended first): these come next.
+        self._returned: deque[Any] = deque()
         self._in_hand: Any = None
         self._has_in_hand = False
         self._started = False
@@ -376,9 +193,12 @@ class WatchStream(Generic[T]):
             raise StopAsyncIteration
         if not self._started:
             await self._start()
-        if self._error is not None and self._queue.empty():
+        if self._returned:
+            raw = self._returned.popleft()
+        elif self._error is not None and self._queue.empty():
             raise self._error
-        raw = await self._queue.get()
+        else:
+            raw = await self._queue.get()
         if raw is _END:
             if self._error is not None:
                 raise self._error
@@ -387,6 +207,10 @@ class WatchStream(Generic[T]):
 
     def _hold(self, item: Any) -> None:
         self._in_hand, self._has_in_hand = item, True
+
+    def _give_back(self, raw: Any) -> None:
+        """Put an item taken with ``_take`` but never yielded back in front."""
+        self._returned.appendleft(raw)
 
     async def _save(self) -> None:
         """Write the cursor (after a baseline: the start is remembered)."""
@@ -427,15 +251,15 @@ class WatchStream(Generic[T]):
 
     # --- fed by the hub -----------------------------------------------------------
 
-    def push(self, items: Sequence[Any]) -> None:
+    def _push(self, items: Sequence[Any]) -> None:
         for item in items:
             self._queue.put_nowait(item)
 
-    def fail(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException) -> None:
         self._error = error
         self._queue.put_nowait(_END)
 
-    def end(self) -> None:
+    def _end(self) -> None:
         self._queue.put_nowait(_END)
 
 
@@ -472,9 +296,13 @@ class WatchHub:
         self._wake = asyncio.Event()
         self._round = 0
         self._last_run: dict[str, int] = {}
-        # Checks that failed part-way: done again before anything else, since a
-        # lost listing may have marked things read (the counters then say 0).
+        # Checks that failed (or must be done again): done before the rotation,
+        # since a lost listing may have marked things read (the counters then
+        # say 0), but each only once its own backoff has passed, so that one
+        # broken check does not hold up the others.
         self._owed: list[str] = []
+        self._failures: dict[str, int] = {}
+        self._not_before: dict[str, float] = {}  # monotonic time of the next try
         self._unread: int | None = None  # conversations unread at the last index
         self.checks: deque[str] = deque(maxlen=1000)
         """The latest checks done, in order (for tests and curious users)."""
@@ -484,7 +312,7 @@ class WatchHub:
         if stream._tracker.started and stream.kind != "alerts":
             # Resumed from a cursor: anything may have happened meanwhile,
             # including hits marked read (their counter says 0). List first.
-            self._owed.append(stream.kind)
+            self._owe(stream.kind)
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="biotorrents-watch")
@@ -507,10 +335,14 @@ class WatchHub:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         for stream in self._streams:
-            stream.end()
+            stream._end()
 
     def _of(self, kind: str) -> list[WatchStream[Any]]:
         return [s for s in self._streams if s.kind == kind]
+
+    def _owe(self, check: str) -> None:
+        if check not in self._owed:
+            self._owed.append(check)
 
     def _rotation(self) -> list[str]:
         inbox, torrents = self._of("inbox"), self._of("torrents")
@@ -523,29 +355,42 @@ class WatchHub:
             checks.append("inbox")
         return checks
 
-    def _next_check(self) -> str:
-        self._round += 1
+    def _ready(self, check: str, now: float) -> bool:
+        return self._not_before.get(check, 0.0) <= now
+
+    def _next_check(self) -> str | None:
+        """The check to run now, or ``None`` when every due one is backing off."""
+        now = time.monotonic()
         # A stream that has not seen anything yet goes first (its baseline).
         for stream in self._streams:
-            if not stream._tracker.started:
+            if not stream._tracker.started and self._ready(stream.kind, now):
+                self._round += 1
                 return stream.kind
-        while self._owed:
-            owed = self._owed.pop(0)
-            if owed == "index" or self._of("alerts" if owed == "alerts" else owed):
+        for owed in list(self._owed):
+            if not any(self._of(k) for k in _FEEDS[owed]):
+                self._owed.remove(owed)
+            elif self._ready(owed, now):
+                self._owed.remove(owed)
+                self._round += 1
                 return owed
+        self._round += 1
         if self._round % RESYNC == 0:
-            listings = [k for k in ("inbox", "torrents") if self._of(k)]
+            listings = [
+                k for k in ("inbox", "torrents") if self._of(k) and self._ready(k, now)
+            ]
             if listings:
                 return listings[(self._round // RESYNC) % len(listings)]
         # The check of the rotation that waited longest: each runs at least
         # once every len(rotation) rounds, even as the rotation changes.
-        rotation = self._rotation()
+        rotation = [c for c in self._rotation() if self._ready(c, now)]
+        if not rotation:
+            self._round -= 1
+            return None
         check = min(rotation, key=lambda c: self._last_run.get(c, -1))
         self._last_run[check] = self._round
         return check
 
     async def _run(self) -> None:
-        failures = 0
         try:
             with background():
                 while self._streams and not self._closed():
@@ -553,28 +398,13 @@ class WatchHub:
                     started = time.monotonic()
                     baseline = any(not s._tracker.started for s in self._streams)
                     check = self._next_check()
-                    self.checks.append(check)
-                    try:
-                        await self._do(check)
-                        failures = 0
-                    except BioTorrentsError as exc:
-                        if isinstance(exc, AuthenticationError):
-                            raise
-                        # Transient (the session already retried): absorb it,
-                        # and do the same work again next.
-                        if check not in self._owed:
-                            self._owed.append(check)
-                        failures += 1
-                        pause = min(interval * 2**failures, 300.0)
-                        pause *= 1 + random.random()
-                        logger.warning(
-                            "watch: the %s check failed (%s); next try in %.1fs",
-                            check,
-                            exc,
-                            pause,
-                        )
-                        await self._sleep(pause)
+                    if check is None:
+                        # Every check is backing off: wait for the first of them.
+                        due = min(self._not_before.values(), default=started)
+                        await self._sleep(max(due - started, 0.0))
                         continue
+                    self.checks.append(check)
+                    await self._attempt(check, functools.partial(self._do, check))
                     if not baseline:
                         elapsed = time.monotonic() - started
                         await self._sleep(max(0.0, interval - elapsed))
@@ -582,10 +412,42 @@ class WatchHub:
             if not (isinstance(exc, RuntimeError) and self._closed()):
                 # The credentials were refused (or a bug): the streams end with it.
                 for stream in list(self._streams):
-                    stream.fail(exc)
+                    stream._fail(exc)
                 return
         for stream in list(self._streams):
-            stream.end()
+            stream._end()
+
+    async def _attempt(self, check: str, work: Callable[[], Awaitable[Any]]) -> bool:
+        """Run one check; on failure, owe it and back off (that check only)."""
+        try:
+            await work()
+        except (AuthenticationError, LegacyApiUnavailableError):
+            raise  # no check can succeed: every stream ends
+        except _PERMANENT as exc:
+            # The server refuses this check for good ("bad parameters" once the
+            # account lost torrent notifications): its streams end with the
+            # error; the others go on.
+            logger.warning("watch: the %s check failed for good (%s)", check, exc)
+            for kind in _FEEDS[check]:
+                for stream in self._of(kind):
+                    self._streams.remove(stream)
+                    stream._fail(exc)
+            return False
+        except BioTorrentsError as exc:
+            # Transient (the session already retried): do the same work again,
+            # once this check's own backoff has passed.
+            self._owe(check)
+            failures = self._failures[check] = self._failures.get(check, 0) + 1
+            interval = min((s.interval for s in self._streams), default=1.0)
+            pause = min(interval * 2**failures, BACKOFF_MAX) * (1 + random.random())
+            self._not_before[check] = time.monotonic() + pause
+            logger.warning(
+                "watch: the %s check failed (%s); next try in %.1fs", check, exc, pause
+            )
+            return False
+        self._failures.pop(check, None)
+        self._not_before.pop(check, None)
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -601,83 +463,111 @@ class WatchHub:
         if check == "index":
             me = await self._index()
             messages = me.notifications.messages
+            rose = self._unread is not None and messages > self._unread
+            hits = me.notifications.notifications
+            now = time.monotonic()
             if self._of("inbox") and messages != self._unread:
-                await self._list("inbox")
-            if self._of("torrents") and me.notifications.notifications:
-                await self._list("torrents")
+                if not self._ready("inbox", now):
+                    self._owe("inbox")  # backing off: listed when it is due
+                else:
+                    await self._attempt("inbox", lambda: self._list("inbox", rose))
+            if self._of("torrents") and hits:
+                if not self._ready("torrents", now):
+                    self._owe("torrents")
+                else:
+                    await self._attempt("torrents", lambda: self._list("torrents", True))
             self._unread = messages
         elif check == "alerts":
             alerts = await self._alerts()
             for stream in self._of("alerts"):
-                tracker: _AlertTracker = stream._tracker  # type: ignore[assignment]
+                tracker: AlertTracker = stream._tracker  # type: ignore[assignment]
                 first = not tracker.started
                 new = tracker.check(alerts)
                 try:
                     if first or tracker.pruned:
                         await stream._save()  # before the consumer sees anything
                 finally:
-                    stream.push(new)  # a failed save must not lose them
+                    stream._push(new)  # a failed save must not lose them
         else:
             await self._list(check)
 
-    async def _list(self, kind: str) -> None:
+    async def _list(self, kind: str, expected: bool = False) -> None:
         """Page through a listing until every stream of ``kind`` is caught up.
 
         A stream that starts with an empty store takes page 1 as its baseline.
-        Watermarks move only once the whole round has succeeded.
+        Nothing is remembered until the whole listing has succeeded.
+
+        ``expected``: the counters say something new is there; say so if the
+        listing finds nothing (a server clock that jumps, a listing that hides).
         """
         streams = self._of(kind)
-        if kind not in self._owed:
-            self._owed.append(kind)  # until this listing has succeeded whole
+        if not streams:
+            return
         unread_hits = None
         if kind == "torrents" and any(
             not s._tracker.started and s._tracker.include_unread for s in streams
         ):
             # Listing marks every hit read: count the unread ones first.
             unread_hits = (await self._index()).notifications.notifications
-        found: dict[int, list[Any]] = {id(s): [] for s in streams}
-        deep: set[int] = set()  # streams with new items past page 1
-        pending = {id(s) for s in streams if s._tracker.started}
-        seen: set[int] = set()
-        number = 1
+        trackers: list[ListingTracker[Any]] = [
+            s._tracker  # type: ignore[misc]
+            for s in streams
+        ]
+        sorter = trackers[0]
+        found: list[list[Any]] = [[] for _ in streams]
+        oldest: list[Any] = [None] * len(streams)  # of the last page each read
+        reading = {n for n, t in enumerate(trackers) if t.started}
+        met: set[Any] = set()  # an item met again on a later page moved down
+        number, first, first_next = 1, [], False
         while True:
             page = await self._page(kind, number)
+            items = [i for i in sorter.sort(page.items) if sorter.ident(i) not in met]
+            met.update(sorter.ident(i) for i in items)
             if number == 1:
-                first = page
-            for stream in streams:
-                tracker: _ListingTracker[Any] = stream._tracker  # type: ignore[assignment]
-                if id(stream) not in pending:
-                    continue
-                for item in page.items:
-                    if tracker.reached_known(item):
-                        pending.discard(id(stream))
-                        break
-                    if tracker.is_new(item) and tracker.key(item)[1] not in seen:
-                        found[id(stream)].append(item)
-                        if number > 1:
-                            deep.add(id(stream))
-            # An item met again on the next page moved down: count it once.
-            seen.update(streams[0]._tracker.key(i)[1] for i in page.items)  # type: ignore[attr-defined]
-            if not pending or not page.has_next:
+                first, first_next = items, page.has_next
+            for n in list(reading):
+                tracker = trackers[n]
+                found[n] += [i for i in items if tracker.is_new(i)]
+                rest = [i for i in items if not tracker.pinned(i)]
+                if rest:
+                    oldest[n] = tracker.order(rest[-1])
+                more = tracker.read_on(items, has_next=page.has_next, count=len(page))
+                if not more:
+                    reading.discard(n)
+            if not reading:
                 break
             number += 1
-        for stream in streams:
-            tracker = stream._tracker  # type: ignore[assignment]
+        total = 0
+        for n, stream in enumerate(streams):
+            tracker = trackers[n]
             if tracker.started:
-                stream.push(tracker.accept(found[id(stream)], deep=id(stream) in deep))
+                tracker.verify = None  # this listing read down to it
+                if found[n] and number > 1 and oldest[n] is not None:
+                    # A deletion while we paged can have moved an item up onto
+                    # a page we had read: read down to here once more, soon.
+                    tracker.verify = oldest[n]
+                    self._owe(kind)
+                total += len(found[n])
+                stream._push(tracker.accept(found[n]))
             else:
                 backlog = []
                 if tracker.include_unread:
                     backlog = await self._backlog(kind, first, unread_hits)
-                items = tracker.baseline(first.items, backlog)
+                items = tracker.baseline(first, backlog, has_next=first_next)
                 try:
                     # Saved before the consumer sees anything: after a crash,
                     # even one in the first item's hands, what arrived since
                     # this first start is still new.
                     await stream._save()
                 finally:
-                    stream.push(items)  # a failed save must not lose the backlog
-        self._owed.remove(kind)
+                    stream._push(items)  # a failed save must not lose the backlog
+        if expected and not total and any(t.started for t in trackers):
+            logger.warning(
+                "watch: the counters say there is something new in %s, but the "
+                "listing shows nothing new (a server clock that jumped, or an "
+                "item deeper than the listing reads?)",
+                kind,
+            )
 
     async def _page(
         self, kind: str, number: int, unread_first: bool = False
@@ -687,19 +577,23 @@ class WatchHub:
         return await self._torrents(number)
 
     async def _backlog(
-        self, kind: str, first: Page[Any], unread_hits: int | None
+        self, kind: str, first: list[Any], unread_hits: int | None
     ) -> list[Any]:
         """What is unread at the very first start (``include_unread=True``)."""
         if kind == "torrents":
-            # Newest first, and the unread hits are the newest: the first
-            # `unread_hits` of the listing (its flags are gone after page 1).
+            # Page 1 still carries the unread flags (showing it marks them read
+            # afterwards); past it, the unread hits are the newest ids.
             wanted = unread_hits or 0
-            hits, page, number = list(first.items), first, 1
-            while len(hits) < wanted and page.has_next:
+            hits = [i for i in first if i.unread][:wanted]
+            number = 1
+            while len(hits) < wanted and len(first) >= TorrentTracker.page_size:
                 number += 1
                 page = await self._page(kind, number)
-                hits += page.items
-            return hits[:wanted]
+                if not page.items:
+                    break
+                ordered = sorted(page.items, key=lambda i: -i.torrent_id)
+                hits += ordered[: wanted - len(hits)]
+            return hits
         unread: list[Any] = []
         # Sticky first, then unread, then read: stop at the first read one.
         page, number = await self._page(kind, 1, unread_first=True), 1
@@ -772,3 +666,10 @@ async def merge_streams(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Taken from their streams but never yielded: give them back, so that a
+        # later read of the same streams (or a later merge) yields them first,
+        # before anything handed over after them moves the cursor past them.
+        while not queue.empty():
+            stream, item, signal = queue.get_nowait()
+            if signal is not None or item is _END:
+                stream._give_back(item)

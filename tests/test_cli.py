@@ -74,7 +74,7 @@ COMMANDS = [
     (["conversation", "11"], "subject: Re: Bruker raw files & converters (11)"),
     (["bookmarks"], "Arabidopsis root single-cell atlas #1"),
     (["bookmarks", "--artists"], "Escherichia Lab"),
-    (["notifications"], "page 1 of 3"),
+    (["notifications"], "page 1 of 2"),
     (["alerts"], "You have a new Staff PM"),
     (["clear", "StaffPM"], "done"),
 ]

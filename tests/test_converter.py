@@ -67,6 +67,7 @@ PAGES = {
     "bearer_inbox.txt": (ConversationSummary, "messages", "currentPage"),
     "page_past_last_inbox.txt": (ConversationSummary, "messages", "currentPage"),
     "notifications_poweruser.txt": (TorrentNotification, "results", "currentPages"),
+    "notifications_two_filters.txt": (TorrentNotification, "results", "currentPages"),
     "notifications_poweruser_page99.txt": (
         TorrentNotification,
         "results",

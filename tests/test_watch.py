@@ -468,7 +468,9 @@ async def test_a_listing_that_failed_whole_is_done_again(
         torrent = hit(fake, "Lost twice")
         await hits.wait_for(1)
         assert [h.torrent_id for _, h in hits.items] == [torrent]
-        assert hits.items[0][0] - injected <= 4  # not at the 30th round's listing
+        # Again once its own backoff (2 to 4 intervals) has passed, while the
+        # index checks go on meanwhile; not at some later listing.
+        assert hits.items[0][0] - injected <= 8
         await hits.stop()
 
 
@@ -1084,19 +1086,24 @@ async def test_failed_checks_back_off_and_a_success_resets_it(
         return [
             float(r.getMessage().rsplit("next try in ", 1)[1].rstrip("s"))
             for r in caplog.records
-            if "next try in" in r.getMessage()
+            if "the index check failed" in r.getMessage()
         ]
 
     async with client_for(fake, retry=RetryPolicy.none()) as client:
         inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
         await started(client, inbox.stream)
         with caplog.at_level("WARNING", logger="biotorrents_async"):
-            fake.faults.schedule(Fault.HTTP_502, Fault.HTTP_502, Fault.HTTP_502)
+            # Each check backs off on its own: these fail the index check only.
+            fake.faults.schedule(
+                Fault.HTTP_502, Fault.HTTP_502, Fault.HTTP_502, action="index"
+            )
             async with asyncio.timeout(10):
                 while len(logged()) < 3:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
             await rounds_done(client, client._hub._round + 2)  # successes
-            fake.faults.schedule(Fault.HTTP_502)
+            while "index" in client._hub._failures:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            fake.faults.schedule(Fault.HTTP_502, action="index")
             async with asyncio.timeout(10):
                 while len(logged()) < 4:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)

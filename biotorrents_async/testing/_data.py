@@ -168,11 +168,16 @@ class FakePost:
 
 @attrs.define
 class FakeNotification:
-    """A torrent-filter hit for ``user_id``."""
+    """A torrent-filter hit for ``user_id``: at most one per user and torrent.
+
+    ``filter_id`` is the filter it was made by (the first that matched); the
+    listing groups a page's rows by it, and its JSON does not carry it.
+    """
 
     user_id: int
     torrent_id: int
     unread: bool = True
+    filter_id: int = 1
 
 
 @attrs.define
@@ -346,10 +351,22 @@ class FakeData:
         return post
 
     def add_notification(
-        self, user_id: int, torrent: FakeTorrent, *, unread: bool = True
+        self,
+        user_id: int,
+        torrent: FakeTorrent,
+        *,
+        unread: bool = True,
+        filter_id: int = 1,
     ) -> FakeNotification:
-        """Record a torrent-filter hit for ``user_id``."""
-        hit = FakeNotification(user_id, torrent.id, unread)
+        """Record a torrent-filter hit for ``user_id`` by filter ``filter_id``.
+
+        Like the real table (its key is user + torrent), a torrent that a second
+        filter matches is not listed again: the first hit is returned.
+        """
+        for hit in self.notifications:
+            if hit.user_id == user_id and hit.torrent_id == torrent.id:
+                return hit
+        hit = FakeNotification(user_id, torrent.id, unread, filter_id)
         self.notifications.append(hit)
         return hit
 
@@ -432,7 +449,8 @@ class FakeData:
                 platform=rng.choice(["Illumina", "Nanopore", "PacBio", "Bruker"]),
                 size=rng.randrange(10**6, 5 * 10**11),
                 file_count=rng.randrange(1, 300),
-                time=EPOCH - dt.timedelta(hours=9 * n),
+                # Torrent ids grow with upload times, as on the real server.
+                time=EPOCH - dt.timedelta(hours=9 * (59 - n)),
                 seeders=rng.randrange(0, 40),
                 leechers=rng.randrange(0, 5),
                 snatched=rng.randrange(0, 1500),
@@ -441,11 +459,15 @@ class FakeData:
         data.bookmarks[2] = [g.id for g in groups[:7]]
         data.artist_bookmarks[2] = [artists[2].id, artists[0].id]
         data.snatches[2] = [g.torrents[0].id for g in groups[10:40]]
-        # 120 hits (three pages of 50): every group matched by two filters, both
-        # hits of a torrent made at its upload, so both read or both unread.
-        for n in range(120):
-            group = groups[n % len(groups)]
-            data.add_notification(2, group.torrents[0], unread=n % len(groups) < 5)
+        # 60 hits (two pages of 50) from two filters: every third torrent is
+        # filter 2's, so a page comes grouped by filter, not newest first, as the
+        # real listing prints it. The five newest are unread.
+        for n, group in enumerate(groups):
+            torrent = group.torrents[0]
+            newest = len(groups) - 1 - n
+            data.add_notification(
+                2, torrent, unread=newest < 5, filter_id=2 if n % 3 == 0 else 1
+            )
 
         subjects = [
             "Re: Bruker raw files & converters",

@@ -70,8 +70,13 @@ async def notifications(data: FakeData, viewer: Viewer, call: Call) -> Reply:
         torrent = data.torrent(hit.torrent_id)
         if torrent is not None:
             rows.append((hit, torrent, data.groups[torrent.group_id]))
-    rows.sort(key=lambda r: (r[1].time, r[1].id), reverse=True)
+    # The real handler selects the page's 50 newest torrent ids (ORDER BY
+    # TorrentID DESC), then prints them grouped by filter, the filters in the
+    # order they first appear (api-reference §19): not newest first.
+    rows.sort(key=lambda r: r[1].id, reverse=True)
     chunk = rows[(page - 1) * 50 : page * 50]
+    filters = list(dict.fromkeys(hit.filter_id for hit, _, _ in chunk))
+    chunk.sort(key=lambda r: filters.index(r[0].filter_id))  # stable: id order kept
     results = []
     for hit, torrent, group in chunk:
         results.append(
