@@ -193,12 +193,15 @@ class WatchStream(Generic[T]):
             raise StopAsyncIteration
         if not self._started:
             await self._start()
-        if self._returned:
-            raw = self._returned.popleft()
-        elif self._error is not None and self._queue.empty():
-            raise self._error
-        else:
+        while True:
+            if self._returned:
+                raw = self._returned.popleft()
+                break
+            if self._error is not None and self._queue.empty():
+                raise self._error
             raw = await self._queue.get()
+            if raw is not _WAKE:  # _WAKE: something was given back meanwhile
+                break
         if raw is _END:
             if self._error is not None:
                 raise self._error
@@ -211,6 +214,7 @@ class WatchStream(Generic[T]):
     def _give_back(self, raw: Any) -> None:
         """Put an item taken with ``_take`` but never yielded back in front."""
         self._returned.appendleft(raw)
+        self._queue.put_nowait(_WAKE)  # a taker already waiting sees it
 
     async def _save(self) -> None:
         """Write the cursor (after a baseline: the start is remembered)."""
@@ -264,6 +268,7 @@ class WatchStream(Generic[T]):
 
 
 _END: Any = object()
+_WAKE: Any = object()
 
 
 class WatchHub:
@@ -475,7 +480,9 @@ class WatchHub:
                 if not self._ready("torrents", now):
                     self._owe("torrents")
                 else:
-                    await self._attempt("torrents", lambda: self._list("torrents", True))
+                    await self._attempt(
+                        "torrents", lambda: self._list("torrents", True)
+                    )
             self._unread = messages
         elif check == "alerts":
             alerts = await self._alerts()
@@ -521,8 +528,11 @@ class WatchHub:
         number, first, first_next = 1, [], False
         while True:
             page = await self._page(kind, number)
-            items = [i for i in sorter.sort(page.items) if sorter.ident(i) not in met]
-            met.update(sorter.ident(i) for i in items)
+            items = []
+            for item in sorter.sort(page.items):
+                if sorter.ident(item) not in met:  # once, even if listed twice
+                    met.add(sorter.ident(item))
+                    items.append(item)
             if number == 1:
                 first, first_next = items, page.has_next
             for n in list(reading):
@@ -642,6 +652,10 @@ async def merge_streams(
         except Exception as exc:  # handed to the consumer
             await queue.put((stream, exc, None))
 
+    for stream in streams:
+        # Asking a merge for items asks each stream for its next one: what the
+        # consumer held from an earlier read of it is handed over now.
+        await stream._hand_over()
     tasks = [asyncio.create_task(pump(s)) for s in streams]
     live = len(tasks)
     held: tuple[WatchStream[Any], asyncio.Event] | None = None

@@ -18,6 +18,7 @@ import pytest
 
 from biotorrents_async import (
     Alert,
+    ApiError,
     AuthenticationError,
     BioTorrentsClient,
     CookiesRequiredError,
@@ -1135,3 +1136,243 @@ async def test_a_same_second_reply_listed_after_a_seen_one_comes(
         await asyncio.sleep(INTERVAL * 3)
         assert [c.conv_id for _, c in inbox.items] == [seen.id, older.id]
         await inbox.stop()
+
+
+# --- what real servers do: grouped pages, clock steps, deletions, short counts ----
+
+
+def filtered_hit(fake: FakeBioTorrents, name: str, filter_id: int) -> int:
+    torrent = fake.data.add_torrent(fake.data.add_group(name), uploader=3)
+    fake.data.add_notification(2, torrent, filter_id=filter_id)
+    return torrent.id
+
+
+async def test_hits_of_a_second_filter_come_though_the_page_is_grouped(
+    fake: FakeBioTorrents,
+) -> None:
+    async with client_for(fake) as client:
+        hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
+        await started(client, hits.stream)
+        # Served as [c, a, <filter 1's older rows>, b, <filter 2's>]: the page is
+        # grouped by filter, so b sits below rows that were already seen.
+        a = filtered_hit(fake, "A", 1)
+        b = filtered_hit(fake, "B", 2)
+        c = filtered_hit(fake, "C", 1)
+        page = await client.notifications.torrents()
+        assert [h.torrent_id for h in page.items][:2] == [c, a]  # not newest first
+        await hits.wait_for(3)
+        await asyncio.sleep(INTERVAL * 4)
+        assert [h.torrent_id for _, h in hits.items] == [a, b, c]
+        await hits.stop()
+
+
+async def test_include_unread_hands_over_exactly_the_unread_hits(
+    fake: FakeBioTorrents,
+) -> None:
+    unread = sorted(n.torrent_id for n in fake.data.notifications if n.unread)
+    # The seed puts one of the five unread hits in the second filter's group.
+    filters = {n.filter_id for n in fake.data.notifications if n.unread}
+    assert len(unread) == 5 and filters == {1, 2}
+    async with client_for(fake) as client:
+        hits = Consumer(
+            client.notifications.watch_torrents(interval=INTERVAL, include_unread=True),
+            client,
+        )
+        await hits.wait_for(5)
+        await asyncio.sleep(INTERVAL * 4)
+        assert [h.torrent_id for _, h in hits.items] == unread
+        await hits.stop()
+
+
+async def test_a_torrent_listed_twice_comes_once(fake: FakeBioTorrents) -> None:
+    async with client_for(fake) as client:
+        listing = client._hub._torrents
+
+        async def torrents(number: int) -> Any:
+            page = await listing(number)
+            # A listing that repeats a row (the real table cannot, but a proxy
+            # or a later schema might): the torrent is yielded once.
+            return type(page)([*page.items, *page.items[:2]], page.current_page, 1)
+
+        client._hub._torrents = torrents  # type: ignore[method-assign]
+        hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
+        await started(client, hits.stream)
+        made = hit(fake, "Once only")
+        await hits.wait_for(1)
+        await asyncio.sleep(INTERVAL * 6)
+        assert [h.torrent_id for _, h in hits.items] == [made]
+        await hits.stop()
+
+
+async def test_a_future_dated_item_does_not_blind_the_stream(
+    fake: FakeBioTorrents, caplog: pytest.LogCaptureFixture
+) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        # The server's clock stepped an hour forward, then back.
+        ahead = fake.data.now() + dt.timedelta(hours=1)
+        early = fake.data.add_conversation("From the future", sender=3, recipient=2)
+        early.messages[-1].sent = ahead
+        await inbox.wait_for(1)
+        new = fake.data.add_conversation("After the correction", sender=4, recipient=2)
+        old = fake.data.conversations[5]
+        fake.data.add_reply(old, sender=_other(old))
+        await inbox.wait_for(3)
+        await asyncio.sleep(INTERVAL * 4)
+        got = [c.conv_id for _, c in inbox.items]
+        assert got[0] == early.id and sorted(got[1:]) == sorted([new.id, old.id])
+        assert len(got) == 3
+        # Something the counters see but no listing shows (older than anything
+        # the stream remembers): a WARNING says so.
+        with caplog.at_level("WARNING", logger="biotorrents_async.watch"):
+            fake.data.add_conversation(
+                "Dated 2001", sender=3, recipient=2, sent=dt.datetime(2001, 1, 1)
+            )
+            async with asyncio.timeout(10):
+                while not any("counters say" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        await inbox.stop()
+
+
+async def test_a_deletion_in_a_two_page_catch_up_loses_nothing(
+    fake: FakeBioTorrents,
+) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        hub = client._hub
+        listing = hub._conversations
+        doomed: list[int] = []
+
+        async def conversations(number: int, unread_first: bool) -> Any:
+            page = await listing(number, unread_first)
+            if number == 1 and doomed:
+                # Deleted on the site right after we read page 1: the oldest of
+                # the burst moves up from page 2 onto page 1.
+                del fake.data.conversations[doomed.pop()]
+            return page
+
+        hub._conversations = conversations  # type: ignore[method-assign]
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        # One more than page 1 holds below its sticky conversations: the
+        # oldest of the burst starts on page 2, whose other items are known.
+        pinned = sum(c.sticky for c in fake.data.conversations.values())
+        size = 25 - pinned + 1
+        burst = [
+            fake.data.add_conversation(f"Burst {n}", sender=3, recipient=2).id
+            for n in range(size)
+        ]
+        doomed.append(burst[10])
+        await inbox.wait_for(size)
+        await asyncio.sleep(INTERVAL * 4)
+        got = [c.conv_id for _, c in inbox.items]
+        assert sorted(got) == sorted(burst)
+        assert len(got) == size
+        await inbox.stop()
+
+
+async def test_a_pages_count_that_under_reports_ends_no_burst_early(
+    fake: FakeBioTorrents,
+) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        listing = client._hub._conversations
+
+        async def conversations(number: int, unread_first: bool) -> Any:
+            page = await listing(number, unread_first)
+            # "pages" says this is the last page while page 1 is full.
+            return type(page)(page.items, page.current_page, page.current_page)
+
+        client._hub._conversations = conversations  # type: ignore[method-assign]
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        burst = [
+            fake.data.add_conversation(f"Burst {n}", sender=3, recipient=2).id
+            for n in range(30)
+        ]
+        await inbox.wait_for(30)
+        await asyncio.sleep(INTERVAL * 4)
+        assert sorted(c.conv_id for _, c in inbox.items) == sorted(burst)
+        assert len(inbox.items) == 30
+        await inbox.stop()
+
+
+async def test_leaving_a_merge_and_going_on_loses_nothing(
+    fake: FakeBioTorrents,
+) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        async with (
+            client.inbox.watch(interval=INTERVAL) as inbox,
+            client.notifications.watch_torrents(interval=INTERVAL) as hits,
+        ):
+            await started(client, inbox, hits)
+            made = {
+                ("inbox", fake.data.add_conversation(f"C{n}", sender=3, recipient=2).id)
+                for n in range(5)
+            }
+            made |= {("torrents", hit(fake, f"T{n}")) for n in range(4)}
+            async with asyncio.timeout(10):
+                # Both streams have items waiting: each merge takes one of each.
+                while inbox._queue.qsize() < 5 or hits._queue.qsize() < 4:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            got: list[tuple[str, int]] = []
+            async with asyncio.timeout(20):
+                while len(got) < len(made):
+                    # In batches of two, leaving the merge each time.
+                    async for stream, item in merge_streams(inbox, hits):
+                        ident = (
+                            item.conv_id if stream.kind == "inbox" else item.torrent_id
+                        )
+                        got.append((stream.kind, ident))
+                        if len(got) % 2 == 0 or len(got) == len(made):
+                            break
+            await asyncio.sleep(INTERVAL * 4)
+            assert len(got) == len(set(got)) == len(made)
+            assert set(got) == made
+
+
+async def test_a_refused_check_ends_its_stream_and_the_others_go_on(
+    fake: FakeBioTorrents,
+) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
+        await started(client, inbox.stream, hits.stream)
+        # The account loses torrent notifications: "bad parameters" for good.
+        fake.data.users[2].class_name = "User"
+        fake.data.add_notification(
+            2, fake.data.add_torrent(fake.data.add_group("X"), uploader=3)
+        )
+        async with asyncio.timeout(10):
+            with pytest.raises(ApiError):
+                await hits.task
+        made = fake.data.add_conversation("Still here", sender=3, recipient=2)
+        await inbox.wait_for(1)
+        assert [c.conv_id for _, c in inbox.items] == [made.id]
+        await inbox.stop()
+
+
+async def test_a_broken_inbox_does_not_starve_the_alerts(
+    fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("biotorrents_async._watch.RESYNC", 10**9)
+    async with client_for(fake, retry=RetryPolicy.none()) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        alerts = Consumer(client.notifications.watch_alerts(interval=INTERVAL), client)
+        await started(client, inbox.stream, alerts.stream)
+        # A PHP fatal error on every inbox request from now on.
+        fake.faults.schedule(*[Fault.HTML_ERROR] * 400, action="inbox")
+        fake.data.add_conversation("Never listed", sender=3, recipient=2)
+        await asyncio.sleep(INTERVAL * 60)  # the inbox check backs off for seconds
+        fake.data.add_alert(2, "StaffPM", "A staff message", "staffpm.php")
+        # Within a few intervals, as if the inbox were fine.
+        async with asyncio.timeout(INTERVAL * 20):
+            while not any(a.kind == "StaffPM" for _, a in alerts.items):  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        fake.faults.clear()
+        await inbox.stop()
+        await alerts.stop()
