@@ -1172,7 +1172,8 @@ async def test_include_unread_hands_over_exactly_the_unread_hits(
     unread = sorted(n.torrent_id for n in fake.data.notifications if n.unread)
     # The seed puts one of the five unread hits in the second filter's group.
     filters = {n.filter_id for n in fake.data.notifications if n.unread}
-    assert len(unread) == 5 and filters == {1, 2}
+    assert len(unread) == 5
+    assert filters == {1, 2}
     async with client_for(fake) as client:
         hits = Consumer(
             client.notifications.watch_torrents(interval=INTERVAL, include_unread=True),
@@ -1222,7 +1223,8 @@ async def test_a_future_dated_item_does_not_blind_the_stream(
         await inbox.wait_for(3)
         await asyncio.sleep(INTERVAL * 4)
         got = [c.conv_id for _, c in inbox.items]
-        assert got[0] == early.id and sorted(got[1:]) == sorted([new.id, old.id])
+        assert got[0] == early.id
+        assert sorted(got[1:]) == sorted([new.id, old.id])
         assert len(got) == 3
         # Something the counters see but no listing shows (older than anything
         # the stream remembers): a WARNING says so.
@@ -1303,35 +1305,33 @@ async def test_leaving_a_merge_and_going_on_loses_nothing(
     fake: FakeBioTorrents,
 ) -> None:
     mark_all_read(fake)
-    async with client_for(fake) as client:
-        async with (
-            client.inbox.watch(interval=INTERVAL) as inbox,
-            client.notifications.watch_torrents(interval=INTERVAL) as hits,
-        ):
-            await started(client, inbox, hits)
-            made = {
-                ("inbox", fake.data.add_conversation(f"C{n}", sender=3, recipient=2).id)
-                for n in range(5)
-            }
-            made |= {("torrents", hit(fake, f"T{n}")) for n in range(4)}
-            async with asyncio.timeout(10):
-                # Both streams have items waiting: each merge takes one of each.
-                while inbox._queue.qsize() < 5 or hits._queue.qsize() < 4:  # noqa: ASYNC110
-                    await asyncio.sleep(0.005)
-            got: list[tuple[str, int]] = []
-            async with asyncio.timeout(20):
-                while len(got) < len(made):
-                    # In batches of two, leaving the merge each time.
-                    async for stream, item in merge_streams(inbox, hits):
-                        ident = (
-                            item.conv_id if stream.kind == "inbox" else item.torrent_id
-                        )
-                        got.append((stream.kind, ident))
-                        if len(got) % 2 == 0 or len(got) == len(made):
-                            break
-            await asyncio.sleep(INTERVAL * 4)
-            assert len(got) == len(set(got)) == len(made)
-            assert set(got) == made
+    async with (
+        client_for(fake) as client,
+        client.inbox.watch(interval=INTERVAL) as inbox,
+        client.notifications.watch_torrents(interval=INTERVAL) as hits,
+    ):
+        await started(client, inbox, hits)
+        made = {
+            ("inbox", fake.data.add_conversation(f"C{n}", sender=3, recipient=2).id)
+            for n in range(5)
+        }
+        made |= {("torrents", hit(fake, f"T{n}")) for n in range(4)}
+        async with asyncio.timeout(10):
+            # Both streams have items waiting: each merge takes one of each.
+            while inbox._queue.qsize() < 5 or hits._queue.qsize() < 4:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        got: list[tuple[str, int]] = []
+        async with asyncio.timeout(20):
+            while len(got) < len(made):
+                # In batches of two, leaving the merge each time.
+                async for stream, item in merge_streams(inbox, hits):
+                    ident = item.conv_id if stream.kind == "inbox" else item.torrent_id
+                    got.append((stream.kind, ident))
+                    if len(got) % 2 == 0 or len(got) == len(made):
+                        break
+        await asyncio.sleep(INTERVAL * 4)
+        assert len(got) == len(set(got)) == len(made)
+        assert set(got) == made
 
 
 async def test_a_refused_check_ends_its_stream_and_the_others_go_on(
