@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
+from ._cache import MemoryCache, ReadCache, RedisCache
 from ._client import BioTorrentsClient
 from ._pacing import LocalPacer, Pacer
 from ._policy import RateLimit, RetryPolicy
@@ -83,6 +84,10 @@ __all__ = [
     "Pacer",
     "LocalPacer",
     "RedisPacer",
+    # read cache
+    "ReadCache",
+    "MemoryCache",
+    "RedisCache",
     # watch streams
     "WatchStream",
     "merge_streams",

@@ -13,18 +13,20 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiohttp
 from yarl import URL
 
+from ._cache import NEVER_CACHED, ReadCache, bypass, check_ttl
 from ._converter import default_converter, structure
-from ._endpoints import Bookmarks, Inbox, Notifications, Users
+from ._endpoints import Bookmarks, Inbox, Notifications, Users, check_call
 from ._pacing import Pacer, background
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer, account_key
 from ._session import DEFAULT_MAX_BODY_SIZE, ApiSession
 from ._watch import WatchHub
+from .exceptions import ArgumentError
 from .models import Index
 
 __all__ = ["BioTorrentsClient"]
@@ -242,6 +244,9 @@ class BioTorrentsClient:
             ``RedisPacer`` for several processes.
         max_body_size: The largest decoded answer to read, in bytes; a larger
             one is a ``ResponseError``.
+        cache: Where answers of read-only actions are kept (``MemoryCache``,
+            or ``RedisCache`` shared by processes), or ``None``. A hit is
+            answered before the pacer: no place, no wait. See ``cache_bypass``.
         sleep: Coroutine used for every wait; for tests.
         clock: Monotonic clock in seconds; for tests.
         random: Jitter source returning floats in ``[0, 1)``; for tests.
@@ -265,6 +270,7 @@ class BioTorrentsClient:
         allow_insecure_http: bool = False,
         pacer: Pacer | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        cache: ReadCache | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
@@ -297,6 +303,8 @@ class BioTorrentsClient:
             raise ValueError(
                 f"max_body_size must be an int >= 1, got {max_body_size!r}"
             )
+        if cache is not None and not isinstance(cache, ReadCache):
+            raise ValueError("cache must be a MemoryCache, a RedisCache or None")
         self._base_url = base_url
         # Names the account without a secret (places remembered by the CLI).
         self._account = account_key(token, checked_cookies)
@@ -315,6 +323,11 @@ class BioTorrentsClient:
             ssl=ssl,
             pacer=pacer,
             max_body_size=max_body_size,
+            cache=cache,
+            # Whose answers: the account as RedisPacer keys it (no token, only
+            # its truncated hash), how it authenticates (a token-only client
+            # sees less) and which site.
+            cache_namespace=f"{self._account}|{self._auth_mode}|{base_url}/{api_path}",
             sleep=sleep,
             clock=clock,
             random=random,
@@ -426,8 +439,10 @@ class BioTorrentsClient:
 
         ``requests`` (HTTP attempts sent), ``retries``, ``rate_limit_pauses`` (the
         server said "rate limit exceeded"), ``throttle_waits`` (calls that waited
-        for the client's own pacing) and ``coalesced`` (calls that shared another
-        identical call's request).
+        for the client's own pacing), ``coalesced`` (calls that shared another
+        identical call's request), ``cache_hits`` (calls answered from the
+        cache, without a request) and ``cache_misses`` (cacheable calls that
+        went to the server, ``fresh`` ones included).
         """
         s = self._session
         return {
@@ -436,6 +451,8 @@ class BioTorrentsClient:
             "rate_limit_pauses": s.rate_limit_pauses,
             "throttle_waits": getattr(s.pacer, "waits", 0),
             "coalesced": s.coalesced,
+            "cache_hits": s.cache_hits,
+            "cache_misses": s.cache_misses,
         }
 
     @staticmethod
@@ -450,6 +467,82 @@ class BioTorrentsClient:
                 await client.users.get(some_id)
         """
         return background()
+
+    @staticmethod
+    def cache_bypass() -> contextlib.AbstractContextManager[None]:
+        """Read past the cache for the calls made inside a ``with`` block.
+
+        The typed methods' way to say ``fresh=True``: the answers come from the
+        server and replace what the cache held:
+
+            with client.cache_bypass():
+                profile = await client.users.get(some_id)
+        """
+        return bypass()
+
+    async def call(
+        self,
+        action: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        method: Literal["GET", "POST"] = "GET",
+        data: Mapping[str, str | int] | None = None,
+        fresh: bool = False,
+        ttl: float | None = None,
+    ) -> Any:
+        """Call any ``action=`` and return its decoded ``response``, as plain JSON.
+
+        For the actions this library does not wrap (``top10``, say). Prefer the
+        typed methods where they exist: they validate, structure and document
+        what comes back; here the shape of the answer is the server's, whatever
+        it sends. The call goes through everything a typed one does: pacing and
+        priorities, the authentication stop, redaction, error mapping
+        (``{"status": "failure"}`` is ``ApiError``, and so on) and coalescing of
+        identical concurrent reads. A GET is retried like any read; **a POST is
+        never retried** (it may have done its work before the answer was lost),
+        and drops every cached answer of the account.
+
+        Args:
+            action: The ``action=`` value: letters, digits and ``_``.
+            params: Query parameters; values are ``str`` or ``int``.
+            method: ``"GET"``, or ``"POST"`` to send ``data`` as form fields.
+            data: Form fields of a POST; values are ``str`` or ``int``.
+            fresh: Read past the cache (the answer still replaces the entry).
+            ttl: Seconds to keep this read's answer in the client's cache. By
+                default the cache's table decides, and actions it does not list
+                are not cached; ``0`` turns caching off for this call.
+
+        Returns:
+            The ``response`` value of the envelope (``None`` for an empty answer
+            to a POST).
+
+        Raises:
+            ValueError: A malformed action, parameter or ``ttl``, or a ``ttl`` for
+                an action that is never cached or for a POST; before any request.
+            ArgumentError: An argument of the wrong type.
+            BioTorrentsError: The server's answer, mapped as for typed calls.
+        """
+        action, query, verb, form = check_call(action, params, method, data)
+        if not isinstance(fresh, bool):
+            raise ArgumentError("fresh must be a bool")
+        cache_ttl = None
+        if ttl is not None:
+            cache_ttl = check_ttl("ttl", ttl)
+            if cache_ttl and (verb == "POST" or action in NEVER_CACHED):
+                raise ValueError(
+                    f"{action!r} with method {verb} is never cached; drop ttl="
+                )
+        return await self._session.request(
+            action,
+            query,
+            method=verb,
+            data=form,
+            # What a POST does is unknown here: never send it twice.
+            retry=RetryPolicy.none() if verb == "POST" else None,
+            empty_ok=verb == "POST",
+            cache_ttl=cache_ttl,
+            fresh=fresh,
+        )
 
     def rearm(self) -> None:
         """Let the client send again after an authentication failure.

@@ -8,9 +8,10 @@ generator, so bad arguments fail at the call, not at the first ``anext``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -21,7 +22,13 @@ from ._policy import RetryPolicy
 from ._session import ApiSession
 from ._stores import CursorStore
 from ._watch import WatchHub, WatchStream, open_stream
-from .exceptions import ApiError, ArgumentError, CookiesRequiredError, NotFoundError
+from .exceptions import (
+    ApiError,
+    ArgumentError,
+    CookiesRequiredError,
+    NotFoundError,
+    ResponseError,
+)
 from .models import (
     Alert,
     AlertKind,
@@ -40,7 +47,7 @@ from .models import (
     UserSearchResult,
 )
 
-__all__ = ["Bookmarks", "Inbox", "Notifications", "Users"]
+__all__ = ["Bookmarks", "Inbox", "Notifications", "Users", "check_call"]
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Enum)
@@ -100,6 +107,65 @@ def _text(name: str, value: object) -> str:
     return value
 
 
+# Gazelle's action names are snake_case identifiers (top10, torrentgroup,
+# get_user_notifications); anything else is a typo or an injection attempt.
+_ACTION = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# Parameter names as PHP reads them, array syntax included (filter_cat[1]).
+_PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\[[A-Za-z0-9_]{0,64}\])?")
+
+
+def _fields(name: str, values: object) -> dict[str, str]:
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ArgumentError(f"{name} must be a mapping, got {type(values).__name__}")
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not _PARAM.fullmatch(key):
+            raise ValueError(
+                f"{name}: {key!r} is not a parameter name (letters, digits and _, "
+                "optionally name[key])"
+            )
+        if key == "action":
+            raise ValueError(f"{name} must not set 'action'; it is the first argument")
+        # bool is an int, and yarl rejects it anyway; floats would be ambiguous.
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ArgumentError(
+                f"{name}[{key!r}] must be a str or an int, got {type(value).__name__}"
+            )
+        out[key] = str(value)
+    return out
+
+
+def check_call(
+    action: object, params: object, method: object, data: object
+) -> tuple[str, dict[str, str], Literal["GET", "POST"], dict[str, str] | None]:
+    """Validate the arguments of ``BioTorrentsClient.call``, before any request.
+
+    Returns:
+        The action, the query parameters, the method and the form fields (``None``
+        for a GET), all as strings.
+
+    Raises:
+        ValueError: A malformed action or parameter name, an unknown method,
+            form data on a GET.
+        ArgumentError: An argument of the wrong type.
+    """
+    if not isinstance(action, str):
+        raise ArgumentError(f"action must be a str, got {type(action).__name__}")
+    if not _ACTION.fullmatch(action):
+        raise ValueError(
+            f"action must be a plain identifier such as 'top10', got {action!r}"
+        )
+    if method not in ("GET", "POST"):
+        raise ValueError(f"method must be 'GET' or 'POST', got {method!r}")
+    query = _fields("params", params)
+    form = _fields("data", data) if data is not None else None
+    if method == "GET" and form is not None:
+        raise ValueError("data (form fields) needs method='POST'")
+    return action, query, "POST" if method == "POST" else "GET", form
+
+
 class _Endpoint:
     def __init__(
         self,
@@ -133,7 +199,12 @@ class _Endpoint:
 
     async def _get(self, action: str, cl: Any, params: Mapping[str, str]) -> Any:
         raw = await self._session.request(action, params)
-        return structure(self._converter, raw, cl, action)
+        try:
+            return structure(self._converter, raw, cl, action)
+        except ResponseError:
+            # A success of the wrong shape may have been cached: not again.
+            await self._session.discard()
+            raise
 
     async def _page(
         self,
@@ -144,15 +215,19 @@ class _Endpoint:
     ) -> Page[T]:
         query = {**listing.fixed, **params, "page": str(page)}
         answer = await self._session.call(listing.action, query, retry=retry)
-        return structure_page(
-            self._converter,
-            answer.value,
-            listing.item_type,
-            items_key=listing.items_key,
-            page_key=listing.page_key,
-            action=listing.action,
-            attempts=answer.attempts,
-        )
+        try:
+            return structure_page(
+                self._converter,
+                answer.value,
+                listing.item_type,
+                items_key=listing.items_key,
+                page_key=listing.page_key,
+                action=listing.action,
+                attempts=answer.attempts,
+            )
+        except ResponseError:
+            await self._session.discard()  # see _get
+            raise
 
     async def _iterate(
         self,
@@ -406,12 +481,16 @@ class Bookmarks(_Endpoint):
         # A missing key becomes None, which structuring reports as a
         # ResponseError naming the expected list.
         items = raw.get(key) if isinstance(raw, dict) else raw
-        result: tuple[T, ...] = structure(
-            self._converter,
-            items,
-            tuple[item_type, ...],  # type: ignore[valid-type]
-            "bookmarks",
-        )
+        try:
+            result: tuple[T, ...] = structure(
+                self._converter,
+                items,
+                tuple[item_type, ...],  # type: ignore[valid-type]
+                "bookmarks",
+            )
+        except ResponseError:
+            await self._session.discard()  # see _Endpoint._get
+            raise
         return result
 
 

@@ -26,6 +26,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from ._cache import CacheKey, ReadCache, cache_bypassed, ttl_for
 from ._pacing import LocalPacer, Pacer, Slot, current_priority
 from ._policy import RateLimit, RetryPolicy
 from .exceptions import (
@@ -191,6 +192,8 @@ class ApiSession:
             ``ssl.SSLContext`` of the caller's.
         pacer: Pacing state to use instead of a fresh ``LocalPacer``.
         max_body_size: The largest decoded body to read, in bytes.
+        cache: Where answers of read-only actions are kept, or ``None``.
+        cache_namespace: Whose answers these are (account, auth mode, site).
         sleep: Coroutine used for backoff waits (tests inject a recorder).
         clock: Monotonic clock in seconds.
         random: Source of jitter in ``[0, 1)``.
@@ -210,10 +213,14 @@ class ApiSession:
         ssl: _ssl.SSLContext | bool = True,
         pacer: Pacer | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        cache: ReadCache | None = None,
+        cache_namespace: str = "",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = random.random,
     ) -> None:
+        self._cache = cache
+        self._namespace = cache_namespace
         self._url = URL(base_url.rstrip("/") + "/" + api_path.lstrip("/"))
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         # The secrets are the token and the session cookie; userid is a small
@@ -262,6 +269,8 @@ class ApiSession:
         self.retries = 0
         self.rate_limit_pauses = 0
         self.coalesced = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     @property
     def closed(self) -> bool:
@@ -348,13 +357,22 @@ class ApiSession:
         data: Mapping[str, str] | None = None,
         empty_ok: bool = False,
         retry: RetryPolicy | None = None,
+        cache_ttl: float | None = None,
+        fresh: bool = False,
     ) -> Any:
         """Send one API call, with pacing and retries; return the ``response`` value.
 
         See ``call``.
         """
         answer = await self.call(
-            action, params, method=method, data=data, empty_ok=empty_ok, retry=retry
+            action,
+            params,
+            method=method,
+            data=data,
+            empty_ok=empty_ok,
+            retry=retry,
+            cache_ttl=cache_ttl,
+            fresh=fresh,
         )
         return answer.value
 
@@ -367,12 +385,19 @@ class ApiSession:
         data: Mapping[str, str] | None = None,
         empty_ok: bool = False,
         retry: RetryPolicy | None = None,
+        cache_ttl: float | None = None,
+        fresh: bool = False,
     ) -> Answer:
         """Send one API call, with pacing and retries.
 
         Identical concurrent reads (same action and parameters) share one HTTP
         request, unless a state-changing call of this client finished after the
         shared one started; calls that change state on the server never share.
+
+        With a cache, a read-only action's answer is looked up first, before
+        any place is asked for: a hit sends nothing and has ``attempts == 0``.
+        Only successful answers are stored. A POST drops every entry of the
+        account.
 
         Args:
             action: The ``action=`` value.
@@ -381,6 +406,9 @@ class ApiSession:
             data: Form fields for a POST.
             empty_ok: An empty 2xx body is success (``clear_user_notification``).
             retry: This call's retry policy instead of the client's.
+            cache_ttl: Seconds to keep this read's answer instead of the cache's
+                table (``0``: not cached); ``None`` follows the table.
+            fresh: Read past the cache (the answer is still stored).
 
         Returns:
             The ``response`` value and the number of attempts it took.
@@ -393,11 +421,12 @@ class ApiSession:
         if self._closed:
             raise RuntimeError(_CLOSED)
         task = asyncio.current_task()
+        args = (action, params, method, data, empty_ok, retry, cache_ttl, fresh)
         if task is None:  # pragma: no cover - every coroutine runs in a task
-            return await self._call(action, params, method, data, empty_ok, retry)
+            return await self._call(*args)
         self._active.add(task)
         try:
-            return await self._call(action, params, method, data, empty_ok, retry)
+            return await self._call(*args)
         except asyncio.CancelledError:
             if task in self._cancelled_by_close:
                 self._cancelled_by_close.discard(task)
@@ -415,6 +444,8 @@ class ApiSession:
         data: Mapping[str, str] | None,
         empty_ok: bool,
         retry: RetryPolicy | None,
+        cache_ttl: float | None = None,
+        fresh: bool = False,
     ) -> Answer:
         query = {"action": action, **(params or {})}
         policy = retry or self._retry
@@ -428,6 +459,66 @@ class ApiSession:
                 # Later reads must not join a listing that began before this
                 # state change landed (read-your-writes).
                 self._generation += 1
+                if method == "POST" and self._cache is not None:
+                    # What a POST changes is the server's business: drop every
+                    # entry of the account, even if the call failed (it may
+                    # have done its work before the answer was lost).
+                    await self._cache.invalidate(self._namespace)
+        cache = self._cache
+        ttl = 0.0
+        if cache is not None:
+            ttl = (
+                ttl_for(cache.ttls, action, params or {})
+                if cache_ttl is None
+                else cache_ttl
+            )
+        if cache is None or ttl <= 0:
+            answer, _ = await self._read(
+                key, method, query, data, action, empty_ok, policy
+            )
+            return answer
+        # The authentication stop holds for cached answers too: a bot should
+        # learn at once that its credentials were refused.
+        blocked = self._blocked(action)
+        if blocked is not None:
+            raise blocked
+        # Before the pacer: a hit costs no place and no wait.
+        cache_key = CacheKey.of(self._namespace, action, params or {})
+        found = await cache.lookup(cache_key, read=not (fresh or cache_bypassed()))
+        if found.text is not None:
+            self.cache_hits += 1
+            return Answer(json.loads(found.text), 0)
+        self.cache_misses += 1
+        # Only a success gets here: every failure shape (HTTP 200 "failure"
+        # envelopes included) has raised.
+        answer, sent = await self._read(
+            key, method, query, data, action, empty_ok, policy
+        )
+        if sent:
+            await cache.store(cache_key, found.stamp, json.dumps(answer.value), ttl)
+        return answer
+
+    async def discard(self) -> None:
+        """Drop the account's cached answers: one of them was unusable.
+
+        A success envelope whose ``response`` has the wrong shape raised
+        ``ResponseError`` in the caller after it was stored; it must not be
+        served again. Rare (a server bug), so the whole account goes.
+        """
+        if self._cache is not None:
+            await self._cache.invalidate(self._namespace)
+
+    async def _read(
+        self,
+        key: tuple[tuple[str, str], ...],
+        method: str,
+        query: Mapping[str, str],
+        data: Mapping[str, str] | None,
+        action: str,
+        empty_ok: bool,
+        policy: RetryPolicy,
+    ) -> tuple[Answer, bool]:
+        """Send a read, or share an identical one under way; say which."""
         while True:
             shared = self._in_flight.get(key)
             if shared is None or shared.generation != self._generation:
@@ -443,7 +534,7 @@ class ApiSession:
                     self.coalesced += 1
                 raise
             self.coalesced += 1
-            return answer
+            return answer, False
         # This caller sends; later identical callers wait on the future. No task
         # is created, so the common, uncontended case costs nothing extra.
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
@@ -460,7 +551,7 @@ class ApiSession:
             raise
         else:
             future.set_result(result)
-            return result
+            return result, True
         finally:
             if self._in_flight.get(key) is mine:
                 del self._in_flight[key]

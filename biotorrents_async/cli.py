@@ -195,6 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("clear", help="clear one kind of notice")
     p.add_argument("kind", choices=[k.value for k in AlertKind])
     p = add(
+        "call",
+        help="any action= of the API, raw: prints its response as JSON (prefer "
+        "the typed commands where they exist)",
+    )
+    p.add_argument("action", help="the action= value, e.g. top10")
+    p.add_argument(
+        "pairs",
+        nargs="*",
+        type=_pair,
+        metavar="KEY=VALUE",
+        help="query parameters (form fields with --post)",
+    )
+    p.add_argument(
+        "--post",
+        action="store_true",
+        help="send the pairs as a form POST (never retried)",
+    )
+    p = add(
         "watch",
         help="print one JSON line per new conversation, torrent hit or alert, "
         "until Ctrl-C",
@@ -235,6 +253,13 @@ def _url(text: str) -> str:
     if not text.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
     return text
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def _stream_kind(text: str) -> str:
@@ -381,8 +406,35 @@ async def run_endpoint(args: argparse.Namespace, out: TextIO, err: TextIO) -> An
     with _notes(err), _remembered_places(client):
         async with client:
             result = await _call(client, args, err)
-    emit(result, args, out)
+    if args.command == "call":
+        # The server's own shape: there is no table to print it as.
+        shown = _without_secrets(result, client._session.redact)
+        json.dump(shown, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        emit(result, args, out)
     return result
+
+
+# Keys whose values are secrets in raw answers (index sends both): the typed
+# commands never print them, and neither does `call`.
+_SECRET_KEYS = frozenset({"authkey", "passkey", "torrent_pass"})
+
+
+def _without_secrets(value: Any, redact: Callable[[str], str]) -> Any:
+    """A raw answer with key-like values and credentials replaced."""
+    if isinstance(value, dict):
+        return {
+            k: "<redacted>"
+            if str(k).lower() in _SECRET_KEYS and value[k]
+            else _without_secrets(value[k], redact)
+            for k in value
+        }
+    if isinstance(value, list):
+        return [_without_secrets(v, redact) for v in value]
+    if isinstance(value, str):
+        return redact(value)
+    return value
 
 
 def _state_file() -> Path:
@@ -447,6 +499,13 @@ async def _call(
         return await client.notifications.alerts()
     if command == "clear":
         return await client.notifications.clear(args.kind)
+    if command == "call":
+        pairs = dict(args.pairs)
+        if len(pairs) != len(args.pairs):
+            raise CliError("call: a KEY is given twice")
+        if args.post:
+            return await client.call(args.action, method="POST", data=pairs)
+        return await client.call(args.action, pairs)
     fetch: Callable[[int], Awaitable[Page[Any]]]
     if command == "search":
         query = args.query

@@ -269,6 +269,8 @@ async def test_retry_schedule_is_exact(api: Router) -> None:
         "rate_limit_pauses": 0,
         "throttle_waits": 0,
         "coalesced": 0,
+        "cache_hits": 0,
+        "cache_misses": 0,
     }
 
 

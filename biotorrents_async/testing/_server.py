@@ -27,7 +27,7 @@ import attrs
 from aiohttp import web
 
 from .._policy import RateLimit
-from ._actions import bookmarks, inbox, notifications, users
+from ._actions import bookmarks, inbox, notifications, top10, users
 from ._data import FakeData, FakeUser
 from ._envelope import Call, Handler, Reply, Viewer, failure
 from ._faults import Fault, FaultPlan
@@ -76,6 +76,8 @@ _ACTIONS: Mapping[str, Handler] = {
     "notifications": notifications.notifications,
     "get_user_notifications": notifications.get_user_notifications,
     "clear_user_notification": notifications.clear_user_notification,
+    # Not wrapped by the client: for BioTorrentsClient.call.
+    "top10": top10.top10,
 }
 
 
