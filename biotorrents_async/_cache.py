@@ -37,7 +37,7 @@ from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self, runtime_checkable
 
-from ._redis import connect, in_own_task
+from ._redis import connect, in_own_task, redis_salt, salted
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -340,6 +340,7 @@ class RedisCache(_Base):
         self._prefix = prefix
         self._pending: set[asyncio.Future[Any]] = set()
         self._stale: set[str] = set()  # namespaces whose invalidation failed
+        self._salt: bytes | None = None
         self._failing = False
         self.errors = 0
         """Redis commands that failed (each treated as a miss or a no-op)."""
@@ -348,8 +349,14 @@ class RedisCache(_Base):
         return f"<RedisCache prefix={self._prefix!r}>"
 
     def _tag(self, namespace: str) -> str:
-        digest = hashlib.sha256(namespace.encode()).hexdigest()[:20]
+        # Keyed by this Redis's install salt: a plain hash of the namespace
+        # (which holds the token's hash) would name the token on every install.
+        digest = salted(namespace, self._salt or b"")
         return f"{{{self._prefix}:{digest}}}"  # one hash slot per namespace
+
+    async def _salted(self) -> None:
+        if self._salt is None:
+            self._salt = await self._run(redis_salt(self._redis, self._prefix))
 
     def _keys(self, key: CacheKey) -> tuple[str, str]:
         tag = self._tag(key.namespace)
@@ -379,8 +386,9 @@ class RedisCache(_Base):
 
     async def lookup(self, key: CacheKey, *, read: bool = True) -> Lookup:
         """Return the live entry of ``key`` (or a miss) and the current stamp."""
-        gen_key, entry_key = self._keys(key)
         try:
+            await self._salted()
+            gen_key, entry_key = self._keys(key)
             if key.namespace in self._stale:
                 await self._run(self._redis.incr(gen_key))
                 self._stale.discard(key.namespace)
@@ -406,9 +414,10 @@ class RedisCache(_Base):
         """Keep ``text`` for ``ttl`` seconds under the generation ``stamp``."""
         if stamp < 0 or ttl <= 0:
             return
-        _, entry_key = self._keys(key)
         # An entry stored under a generation that has moved on is never read.
         with contextlib.suppress(_UnavailableError):
+            await self._salted()
+            _, entry_key = self._keys(key)
             await self._run(
                 self._redis.set(
                     entry_key, f"{stamp}:{text}", px=max(1, round(ttl * 1000))
@@ -418,6 +427,7 @@ class RedisCache(_Base):
     async def invalidate(self, namespace: str) -> None:
         """Drop every entry of ``namespace`` in every process, by a new generation."""
         try:
+            await self._salted()
             await self._run(self._redis.incr(f"{self._tag(namespace)}:gen"))
         except _UnavailableError:
             # Retried before the next lookup; until then nothing is served.

@@ -396,10 +396,13 @@ class BioTorrentsClient:
             timeout = settings.get("timeout", 30.0)
             if isinstance(timeout, aiohttp.ClientTimeout):
                 timeout = timeout.total or 30.0
+            account = account_key(token, settings.get("cookies"))
             owned = settings["pacer"] = RedisPacer(
                 redis_url,
                 rate_limit=rule,
-                key=account_key(token, settings.get("cookies")),
+                key=account,
+                # A token's hash would be the same key on every install.
+                _salt_key=not account.startswith("user:"),
                 # A place is leased for as long as a request can take.
                 request_timeout=timeout,
             )

@@ -21,9 +21,15 @@ Faults:
 - Redis unreachable: ``SharedStoreError``, raised
   before anything is sent (never a hang: the connection made from a URL has
   short socket timeouts; never a burst: nothing is sent without a place).
-- Redis restarted (or the keys evicted): the script finds its state missing,
-  cannot know what was sent in the last window, and holds everyone for one
+- Redis restarted, restored from a stale dump, failed over to a replica, or
+  some of the keys evicted: the script finds its state missing, its held
+  places missing, or the state written by another server run (``run_id``);
+  it cannot know what was sent in the last window, and holds everyone for one
   window; answers that arrive afterwards put their holds back.
+- A process frozen between the grant and sending (``SIGSTOP``, a VM pause, a
+  blocking call): a grant that took longer than one window to arrive, by the
+  local monotonic clock, is given back unused and asked for again, since its
+  lease may have run out meanwhile.
 
 Needs the ``redis`` extra: ``pip install "biotorrents-async[redis]"``.
 """
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -45,7 +52,14 @@ from .exceptions import SharedStoreError
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["RedisPacer", "account_key", "connect", "in_own_task"]
+__all__ = [
+    "RedisPacer",
+    "account_key",
+    "connect",
+    "in_own_task",
+    "redis_salt",
+    "salted",
+]
 
 logger = logging.getLogger("biotorrents_async.pacing")
 T = TypeVar("T")
@@ -64,10 +78,17 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local op, window = ARGV[1], tonumber(ARGV[2])
 local keep = 86400000
-if redis.call('HSETNX', state, 'epoch', now) == 1 then
-  -- No state: a first use, a restart or an eviction. What was sent in the last
-  -- window is unknown, so nobody sends for one window.
-  redis.call('HSET', state, 'paused', now + window)
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+local fresh = redis.call('HSETNX', state, 'epoch', now) == 1
+-- The held places carry a marker ('#', never expiring): an eviction that took
+-- them but not the state (or the reverse) is seen, so it takes all or nothing.
+local marked = redis.call('ZSCORE', held, '#')
+if fresh or not marked or redis.call('HGET', state, 'run') ~= run then
+  -- No state (a first use, a restart, an eviction), or state from another
+  -- server run (restored from a dump, a replica promoted): what was sent in the
+  -- last window is unknown, so nobody sends for one window.
+  redis.call('HSET', state, 'paused', now + window, 'run', run)
+  redis.call('ZADD', held, 'inf', '#')
 end
 for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, keep) end
 if op == 'release' then
@@ -115,7 +136,7 @@ local oldest = redis.call('ZRANGE', age, 0, 0)[1]
 local head = redis.call('ZRANGE', queue, 0, 0)[1]
 if bypassed >= max_bypass then head = oldest end
 if head ~= waiter then return {0, -1} end
-if redis.call('ZCARD', held) >= requests then
+if redis.call('ZCARD', held) - 1 >= requests then
   local first = tonumber(redis.call('ZRANGE', held, 0, 0, 'WITHSCORES')[2])
   -- Every place in flight: its answer, not the clock, frees one; look again soon.
   if first - now > window then return {0, -1} end
@@ -178,16 +199,46 @@ def connect(redis: str | redis.asyncio.Redis) -> tuple[redis.asyncio.Redis, bool
 
 
 def account_key(token: str | None, cookies: Mapping[str, str] | None) -> str:
-    """Return a Redis key naming the account behind these credentials.
+    """Return a name for the account behind these credentials, for this process.
 
     The ``userid`` cookie when there is one; otherwise a hash of the token (the
-    token alone does not say whose it is). Give the same ``key`` to every
-    process of one account, whatever their credentials.
+    token alone does not say whose it is). The token's hash is the same on every
+    install, so it must not be written anywhere as it is: ``salted`` turns it into
+    a name that only this install's state can link to the token.
     """
     if cookies and cookies.get("userid"):
         return f"user:{cookies['userid']}"
     digest = hashlib.sha256((token or "").encode()).hexdigest()[:16]
     return f"token:{digest}"
+
+
+def salted(name: str, salt: bytes) -> str:
+    """A name to write into files and Redis keys: keyed by this install's salt.
+
+    ``user:<id>`` names no secret and stays as it is; anything else (a token's
+    hash, a cache namespace) becomes an HMAC under ``salt``, so the same token
+    gives unrelated names on two installs (no fingerprint that links them).
+    """
+    if name.startswith("user:") and " " not in name:
+        return name
+    digest = hmac.new(salt, name.encode(), hashlib.sha256).hexdigest()[:16]
+    return f"token:{digest}" if name.startswith("token:") else digest
+
+
+async def redis_salt(redis: redis.asyncio.Redis, prefix: str) -> bytes:
+    """This Redis's install salt (made once, kept without expiry).
+
+    Every process that uses the same Redis gets the same salt, so they derive
+    the same keys for one account; another Redis derives others.
+    """
+    key = f"{prefix}:install-salt"
+    value = await redis.get(key)
+    if value is None:
+        await redis.set(key, secrets.token_hex(16), nx=True)
+        value = await redis.get(key)
+    if isinstance(value, str):  # a client made with decode_responses=True
+        return value.encode()
+    return bytes(value) if value is not None else b""
 
 
 class RedisPacer:
@@ -229,6 +280,7 @@ class RedisPacer:
         poll: float | None = None,
         heartbeat: float | None = None,
         max_bypass: int = MAX_BYPASS,
+        _salt_key: bool = False,
     ) -> None:
         if not isinstance(rate_limit, RateLimit):
             raise ValueError("rate_limit must be a RateLimit")
@@ -236,11 +288,15 @@ class RedisPacer:
             raise ValueError("key must be a non-empty str")
         self._redis, self._owned = connect(redis)
         self._limit = rate_limit
-        tag = f"{{{prefix}:{key}}}"
-        self._keys = [f"{tag}:{name}" for name in ("held", "queue", "age", "alive")]
-        self._keys.append(f"{tag}:state")
+        self._prefix = prefix
+        # from_env names a token-only account by the token's hash: salted with
+        # this Redis's install salt before it becomes a key (see ``salted``).
+        self._unsalted = key if _salt_key else None
+        self._keys = self._keys_for(key)
         self._window_ms = round(rate_limit.window * 1000)
         self._lease_ms = round((request_timeout + rate_limit.window) * 1000)
+        # A lease must still cover a whole request when it arrives.
+        self._stale_grant = max(rate_limit.window, 0.05)
         self._poll = (
             min(0.25, max(0.002, rate_limit.window / 60)) if poll is None else poll
         )
@@ -259,6 +315,10 @@ class RedisPacer:
     def __repr__(self) -> str:
         return f"<RedisPacer key={self._keys[-1].removesuffix(':state')!r}>"
 
+    def _keys_for(self, key: str) -> list[str]:
+        tag = f"{{{self._prefix}:{key}}}"
+        return [f"{tag}:{name}" for name in ("held", "queue", "age", "alive", "state")]
+
     @property
     def limit(self) -> RateLimit:
         """The rule being kept."""
@@ -268,6 +328,10 @@ class RedisPacer:
         from redis.exceptions import RedisError
 
         try:
+            if self._unsalted is not None:
+                salt = await redis_salt(self._redis, self._prefix)
+                self._keys = self._keys_for(salted(self._unsalted, salt))
+                self._unsalted = None
             result = await self._script(keys=self._keys, args=list(args))
         except (RedisError, OSError) as exc:
             raise SharedStoreError(
@@ -325,8 +389,21 @@ class RedisPacer:
                     self._heartbeat_ms,
                     self._max_bypass,
                 )
+                asked = time.monotonic()
                 granted, wait_ms = await asyncio.shield(asking)  # see in_own_task
                 asking = None
+                late = time.monotonic() - asked
+                if granted and late > self._stale_grant:
+                    # Frozen while the grant came (a paused process): its lease
+                    # may have expired and the place gone to someone else.
+                    logger.warning(
+                        "pacing: a place took %.1fs to arrive; given back unused "
+                        "and asked for again",
+                        late,
+                    )
+                    await self._run("release", self._window_ms, slot.lease, 0)
+                    slot.lease = secrets.token_hex(8)
+                    continue
                 if granted:
                     break
                 if not waited:

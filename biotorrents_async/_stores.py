@@ -8,7 +8,9 @@ is one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -72,6 +74,8 @@ class FileStore:
         return f"<FileStore {str(self._path)!r}>"
 
     def _connect(self) -> sqlite3.Connection:
+        if not self._ready:
+            self._make_private()
         connection = sqlite3.connect(self._path, timeout=30)
         connection.execute("PRAGMA synchronous=FULL")
         if not self._ready:
@@ -82,6 +86,21 @@ class FileStore:
             connection.commit()
             self._ready = True
         return connection
+
+    def _make_private(self) -> None:
+        """Create the file 0600 (whatever the umask), or tighten an existing one.
+
+        A cursor says what a bot has read; SQLite's own journal files take the
+        database file's mode.
+        """
+        try:
+            fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            with contextlib.suppress(OSError):  # not ours to change: leave it
+                if self._path.stat().st_mode & 0o077:
+                    self._path.chmod(0o600)
+        else:
+            os.close(fd)
 
     def _load(self, name: str) -> Cursor | None:
         connection = self._connect()

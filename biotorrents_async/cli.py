@@ -11,8 +11,10 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO, TypeVar
@@ -26,6 +28,7 @@ from ._client import (
 )
 from ._output import Progress, describe_rule, emit, to_jsonable
 from ._pacing import LocalPacer
+from ._redis import salted
 from ._stores import FileStore
 from ._watch import WatchStream, merge_streams
 from .exceptions import BioTorrentsError
@@ -452,28 +455,68 @@ def _remembered_places(client: BioTorrentsClient) -> Iterator[None]:
     Each command paces itself; without this, three quick commands in a row
     would send a third request inside a window (`for i in 1 2 3; do biotorrents
     index; done`). Concurrent commands need --redis.
+
+    The file is private (0600 in a 0700 folder), written through a fresh
+    temporary file (never through a path someone planted), and names a
+    token-only account by an HMAC under a salt kept in the same file, not by
+    the token's plain hash (which would be the same on every install).
     """
     pacer = client._session.pacer
     if not isinstance(pacer, LocalPacer) or pacer.limit is None:
         yield
         return
-    path, key = _state_file(), f"{client.base_url} {client._account}"
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        saved = {}
-    if isinstance(saved, dict) and isinstance(saved.get(key), list):
-        pacer.restore([t for t in saved[key] if isinstance(t, int | float)])
+    path = _state_file()
+    saved = _read_state(path)
+    salt = saved["salt"]
+    key = f"{client.base_url} {salted(client._account, bytes.fromhex(salt))}"
+    places = saved["places"]
+    if isinstance(places.get(key), list):
+        pacer.restore([t for t in places[key] if isinstance(t, int | float)])
     try:
         yield
     finally:
-        saved = saved if isinstance(saved, dict) else {}
-        saved[key] = pacer.snapshot()
+        places[key] = pacer.snapshot()
         with contextlib.suppress(OSError):  # a read-only home: forget them
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(saved))
-            temporary.replace(path)
+            _write_private(path, json.dumps({"salt": salt, "places": places}))
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = None
+    salt = saved.get("salt") if isinstance(saved, dict) else None
+    places = saved.get("places") if isinstance(saved, dict) else None
+    try:
+        if isinstance(salt, str):
+            bytes.fromhex(salt)
+    except ValueError:
+        salt = None
+    if not isinstance(salt, str) or not salt:
+        # A new install (or a file of release 0.x, whose keys held the token's
+        # plain hash): a new salt, and nothing of the old keys is kept.
+        salt, places = secrets.token_hex(16), {}
+    return {"salt": salt, "places": places if isinstance(places, dict) else {}}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: the folder 0700, the file 0600."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.stat().st_mode & 0o077:
+        path.parent.chmod(0o700)
+    # mkstemp opens a new file with O_EXCL, 0600: a planted symlink is not
+    # followed, and nobody else can read what is written.
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=".places.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 async def _call(
