@@ -20,6 +20,7 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from ._client import BioTorrentsClient
+from ._converter import to_dict
 from ._pacing import LocalPacer, Pacer
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer
@@ -103,6 +104,7 @@ __all__ = [
     "SharedStoreError",
     "ArgumentError",
     # models
+    "to_dict",
     "Page",
     "AlertKind",
     "Box",
