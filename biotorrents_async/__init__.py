@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._cache import MemoryCache, ReadCache, RedisCache
 from ._client import BioTorrentsClient
+from ._converter import to_dict
 from ._pacing import LocalPacer, Pacer
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer
@@ -108,6 +109,7 @@ __all__ = [
     "SharedStoreError",
     "ArgumentError",
     # models
+    "to_dict",
     "Page",
     "AlertKind",
     "Box",

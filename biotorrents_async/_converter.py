@@ -4,6 +4,10 @@ Built once by ``make_converter``; every server quirk the models meet has a hook
 here (docs/server-behaviour.md). The default cattrs primitive hooks coerce
 silently (``"false"`` → ``True``, ``None`` → ``"None"``, ``False`` → ``0``), so each
 primitive gets a validating hook instead.
+
+The same converter has the other direction too: ``to_dict`` turns models into
+JSON-ready data (attribute names, ISO-8601 dates, enum values), the one shape the
+library prints (``biotorrents --json``, ``biotorrents watch``) and hands to users.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import functools
 import html
 import re
 from collections.abc import Callable, Mapping
+from enum import Enum, StrEnum
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import attrs
 import cattrs
 import cattrs.errors
-from cattrs.gen import make_dict_structure_fn, override
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .exceptions import ResponseError
 from .models import (
@@ -32,7 +37,13 @@ from .models import (
     RecentGroup,
 )
 
-__all__ = ["default_converter", "make_converter", "structure", "structure_page"]
+__all__ = [
+    "default_converter",
+    "make_converter",
+    "structure",
+    "structure_page",
+    "to_dict",
+]
 
 T = TypeVar("T")
 
@@ -279,13 +290,63 @@ def make_converter(*, strict: bool = False, detailed: bool = False) -> Converter
         return structure_model
 
     conv.register_structure_hook_factory(attrs.has, attrs_factory)
+    _register_unstructure(conv)
     return conv
+
+
+def _register_unstructure(conv: cattrs.Converter) -> None:
+    """The model → JSON-ready data side, used by ``to_dict``."""
+    # Naive server time, as the server wrote it: "2021-01-16T08:41:09".
+    conv.register_unstructure_hook(_dt.datetime, lambda value: value.isoformat())
+    # AlertKind and friends are StrEnums: str comes before Enum in their MRO, so
+    # a hook on Enum alone would lose to cattrs' str passthrough.
+    for enum_type in (Enum, StrEnum):
+        conv.register_unstructure_hook(enum_type, lambda value: value.value)
+
+    def attrs_unstructure(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+        # Fields kept out of repr (authkey, passkey) are secrets: a bot that
+        # posts to_dict(index) to a chat must not publish them.
+        secrets = {
+            field.name: override(omit=True)
+            for field in attrs.fields(cls)
+            if not field.repr
+        }
+        return make_dict_unstructure_fn(cls, conv, **secrets)  # type: ignore[arg-type]
+
+    conv.register_unstructure_hook_factory(attrs.has, attrs_unstructure)
 
 
 @functools.cache
 def default_converter() -> Converter:
     """Return the library's converter, built on first use and shared by clients."""
     return make_converter()
+
+
+def to_dict(obj: Any) -> Any:
+    """Turn a model, a ``Page``, or a dict, tuple or list of them into JSON-ready data.
+
+    The shape is the models', not the server's: keys are the attribute names
+    (``conv_id``, ``bb_body``, ``class_name``; not ``convId``, ``bbbody``,
+    ``class``), nested models become nested dicts, tuples become lists, dates
+    become ISO-8601 strings in server time without an offset
+    (``"2021-01-16T08:41:09"``), enums their values and ``None`` stays ``None``
+    (JSON ``null``). A ``Page`` becomes ``{"items": [...], "current_page": ...,
+    "pages": ..., "attempts": ...}``; an ``Alert`` keeps its ``kind``. Secret
+    fields (``Index.authkey``, ``Index.passkey``, ``UserPersonal.passkey``, the
+    fields hidden from ``repr``) are left out. ``biotorrents --json`` and
+    ``biotorrents watch`` print exactly this.
+
+    Args:
+        obj: What a client call returned (or part of it).
+
+    Returns:
+        Plain dicts, lists, strings, numbers, booleans and ``None``, ready for
+        ``json.dumps``.
+
+    Example:
+        ``json.dumps(to_dict(await client.inbox.conversations()))``
+    """
+    return default_converter().unstructure(obj)
 
 
 def _recent_group_keys(value: dict[str, Any]) -> dict[str, Any]:

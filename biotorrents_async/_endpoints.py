@@ -9,7 +9,7 @@ generator, so bad arguments fail at the call, not at the first ``anext``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -60,17 +60,26 @@ class _Listing(Generic[T]):
     action: str
     item_type: type[T]
     items_key: str
+    #: What makes an item the same item on another page: its id.
+    identity: Callable[[T], Hashable]
     page_key: str = "currentPage"
     fixed: Mapping[str, str] = attrs.field(factory=dict)
 
 
 # Page sizes are the server's: 30 (usersearch), 25 (posts, inbox), 50 (notifications).
-_USER_SEARCH = _Listing("usersearch", UserSearchResult, "results")
-_POSTS = _Listing("userhistory", ForumPost, "threads", fixed={"type": "posts"})
-_INBOX = _Listing("inbox", ConversationSummary, "messages")
-# notifications spells it currentPages (a typo inherited from WhatCD).
+_USER_SEARCH = _Listing("usersearch", UserSearchResult, "results", lambda u: u.user_id)
+_POSTS = _Listing(
+    "userhistory", ForumPost, "threads", lambda p: p.post_id, fixed={"type": "posts"}
+)
+_INBOX = _Listing("inbox", ConversationSummary, "messages", lambda c: c.conv_id)
+# notifications spells it currentPages (a typo inherited from WhatCD). The server
+# lists a torrent at most once per user (its key is user + torrent).
 _NOTIFICATIONS = _Listing(
-    "notifications", TorrentNotification, "results", page_key="currentPages"
+    "notifications",
+    TorrentNotification,
+    "results",
+    lambda n: n.torrent_id,
+    page_key="currentPages",
 )
 
 
@@ -239,11 +248,19 @@ class _Endpoint:
         # One page at a time, fetched only when the consumer asks for more:
         # prefetching would spend rate-limit budget that a `break` then wastes.
         number, count = start_page, 0
+        # The server pages by number over a listing that moves while we read
+        # it: a reply lifts a conversation to the top, a new hit or post pushes
+        # every item down, so an item read on page 1 can be on page 2 too.
+        seen: set[Hashable] = set()
         while True:
             # Page fetches yield to calls the user makes directly.
             with background():
                 page = await self._page(listing, params, number)
             for item in page.items:
+                key = listing.identity(item)
+                if key in seen:
+                    continue
+                seen.add(key)
                 yield item
                 count += 1
                 if limit is not None and count >= limit:
@@ -283,7 +300,9 @@ class Users(_Endpoint):
         """Iterate over every hit of a user search, page after page.
 
         Each page is one throttled request. Stops after ``limit`` items, on an
-        empty page, or after the last page.
+        empty page, or after the last page. Each user comes at most once, even
+        when a new account pushes the others down a page between two reads;
+        one that sorts above the page being read is not seen.
         """
         params = {"search": _text("query", query)}
         return self._iterate(
@@ -327,7 +346,11 @@ class Users(_Endpoint):
     def iter_posts(
         self, user_id: int, *, start_page: int = 1, limit: int | None = None
     ) -> AsyncIterator[ForumPost]:
-        """Iterate over a user's forum posts, page after page."""
+        """Iterate over a user's forum posts, page after page.
+
+        Each post comes at most once, even when a new post pushes the others
+        down a page between two reads; the new post itself is not seen.
+        """
         params = {"userid": str(_positive("user_id", user_id))}
         return self._iterate(
             _POSTS, params, _positive("start_page", start_page), _optional_limit(limit)
@@ -399,7 +422,14 @@ class Inbox(_Endpoint):
         """Iterate over conversations, page after page (one request per page).
 
         Same order as ``conversations``: sticky first, then by last-message
-        date, newest first.
+        date, newest first. The server pages by number while replies move
+        conversations to the top, so one conversation can be on two pages read
+        one after the other: each comes at most once per iteration (the first
+        time it is seen). What moving data can still do: a conversation that
+        gets a reply after its page was read jumps above the reader and is not
+        seen again, and one that was not yet read and jumps above the page
+        being read is not seen at all. To follow new mail and replies use
+        ``watch``, which is built for that.
         """
         params = _inbox_params(box, search, search_type, unread_first)
         return self._iterate(
@@ -439,7 +469,8 @@ class Inbox(_Endpoint):
         """Watch for new conversations and new replies, until closed.
 
         Yields a ``ConversationSummary`` when a conversation first appears
-        and again each time its last-message ``date`` moves forward (a reply).
+        and again once per check that sees its last-message ``date`` moved
+        forward (a reply; two replies between two checks are one item).
         Items come oldest first, each once; see "Writing a bot" in the
         documentation for the guarantees. Use it with ``async with`` for a clean
         stop:
@@ -549,6 +580,10 @@ class Notifications(_Endpoint):
         self, *, start_page: int = 1, limit: int | None = None
     ) -> AsyncIterator[TorrentNotification]:
         """Iterate over torrent-filter hits, page after page (marks all read).
+
+        Each torrent comes at most once, even when new hits push the others
+        down a page between two reads; the new hits themselves are not seen
+        (``watch_torrents`` yields them).
 
         Raises:
             CookiesRequiredError: The client has only a token; nothing is sent.

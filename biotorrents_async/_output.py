@@ -10,11 +10,11 @@ import datetime as dt
 import json
 import unicodedata
 from collections.abc import Sequence
-from enum import Enum
 from typing import Any, TextIO
 
 import attrs
 
+from ._converter import to_dict
 from ._policy import RateLimit
 from .models import (
     Alert,
@@ -33,7 +33,6 @@ __all__ = [
     "emit",
     "print_record",
     "print_table",
-    "to_jsonable",
 ]
 
 
@@ -155,31 +154,10 @@ def print_record(obj: Any, out: TextIO, indent: str = "") -> None:
             print(f"{indent}{name}: {'-' if shown is None else shown}", file=out)
 
 
-def to_jsonable(value: Any) -> Any:
-    """Turn models, pages, tuples, enums and dates into JSON-ready values."""
-    if isinstance(value, Page):
-        return {
-            "current_page": value.current_page,
-            "pages": value.pages,
-            "items": [to_jsonable(i) for i in value.items],
-        }
-    if attrs.has(type(value)):
-        return {name: to_jsonable(v) for name, v in _public_fields(value)}
-    if isinstance(value, tuple | list):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, dt.datetime):
-        return value.isoformat(" ")
-    if isinstance(value, Enum):
-        return value.value
-    return value
-
-
 def emit(value: Any, args: argparse.Namespace, out: TextIO) -> None:
-    """Print a result as JSON (``--json``) or for people."""
+    """Print a result as JSON (``--json``: ``to_dict``'s shape) or for people."""
     if args.json:
-        json.dump(to_jsonable(value), out, ensure_ascii=False, indent=2)
+        json.dump(to_dict(value), out, ensure_ascii=False, indent=2)
         out.write("\n")
     elif isinstance(value, dict):
         print_table(list(value.values()), out, keys=list(value))

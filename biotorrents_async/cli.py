@@ -26,7 +26,8 @@ from ._client import (
     parse_cookies,
     parse_rule,
 )
-from ._output import Progress, describe_rule, emit, to_jsonable
+from ._converter import to_dict
+from ._output import Progress, describe_rule, emit
 from ._pacing import LocalPacer
 from ._redis import salted
 from ._stores import FileStore
@@ -161,8 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--live",
         type=_seconds,
         metavar="SECONDS",
-        help="every SECONDS, add a conversation, a reply, a torrent hit or an "
-        "alert for the demo user, for bots to see",
+        help="every SECONDS, add a conversation, a reply, a torrent hit, a forum "
+        "quote or a news post for the demo user, for bots to see",
+    )
+    fake.add_argument(
+        "--record",
+        metavar="FILE",
+        help="write one JSON line per item the fake makes (kind, ids, time) to "
+        "FILE, replacing it",
     )
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
@@ -628,7 +635,8 @@ async def run_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
                 for kind in kinds
             ]
             async for stream, item in merge_streams(*streams):
-                line = {"stream": stream.kind, "item": to_jsonable(item)}
+                # The same shape as --json and as to_dict() in Python.
+                line = {"stream": stream.kind, "item": to_dict(item)}
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 out.flush()
 
@@ -648,24 +656,41 @@ async def run_fake_server(args: argparse.Namespace, out: TextIO) -> None:
     ) as fake:
         if args.faults:
             fake.faults.randomly(args.faults, seed=args.seed)
-        print(f"fake BioTorrents.de serving {fake.url}/api.php", file=out)
-        print(f"  rate limit: {describe_rule(rule)}", file=out)
-        if args.faults:
-            print(f"  faults: {args.faults:.0%} of requests", file=out)
-        print(f"  export BIOTORRENTS_BASE_URL={fake.url}", file=out)
-        # The fake's own made-up demo credentials, public by design.
-        print(f"  export BIOTORRENTS_TOKEN={fake.token}", file=out)
-        cookie = "; ".join(f"{k}={v}" for k, v in fake.cookies.items())
-        print(f"  export BIOTORRENTS_COOKIES='{cookie}'", file=out)
-        if args.live:
-            print(f"  live: a new item for kestrel every {args.live:g}s", file=out)
-        print("Ctrl-C to stop.", file=out, flush=True)
-        count = 0
-        while True:
-            await asyncio.sleep(args.live or 3600)
+        with contextlib.ExitStack() as record:
+            if args.record:
+                # Blocking writes are fine here: one small line per new item.
+                path = Path(args.record)
+                lines = record.enter_context(path.open("w", encoding="utf-8"))  # noqa: ASYNC230
+
+                def write(entry: dict[str, Any]) -> None:
+                    # Flushed at once: a test or a shell tails the file while the
+                    # fake runs, and a kill must not lose what was already made.
+                    lines.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                    lines.flush()
+
+                fake.data.on_created.append(write)
+            print(f"fake BioTorrents.de serving {fake.url}/api.php", file=out)
+            print(f"  rate limit: {describe_rule(rule)}", file=out)
+            if args.faults:
+                print(f"  faults: {args.faults:.0%} of requests", file=out)
+            print(f"  export BIOTORRENTS_BASE_URL={fake.url}", file=out)
+            # The fake's own made-up demo credentials, public by design.
+            print(f"  export BIOTORRENTS_TOKEN={fake.token}", file=out)
+            cookie = "; ".join(f"{k}={v}" for k, v in fake.cookies.items())
+            print(f"  export BIOTORRENTS_COOKIES='{cookie}'", file=out)
             if args.live:
-                count += 1
-                add_live_item(fake.data, count)
+                print(f"  live: a new item for kestrel every {args.live:g}s", file=out)
+            if args.record:
+                print(
+                    f"  record: what it makes, as JSON lines in {args.record}", file=out
+                )
+            print("Ctrl-C to stop.", file=out, flush=True)
+            count = 0
+            while True:
+                await asyncio.sleep(args.live or 3600)
+                if args.live:
+                    count += 1
+                    add_live_item(fake.data, count)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

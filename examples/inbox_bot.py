@@ -86,8 +86,13 @@ async def site(real: bool, live: float) -> AsyncIterator[BioTorrentsClient]:
                     group = fake.data.add_group(f"Sequencing run #{n} ({stamp})")
                     torrent = fake.data.add_torrent(group, uploader=3)
                     fake.data.add_notification(2, torrent)
+                elif n % 6 == 3:
+                    # Quotes are one alert on the site: "New quote", then "New
+                    # quotes" from the second on; later quotes show nothing new
+                    # until they are read (cleared). So not one alert per quote.
+                    fake.data.add_quote(2, by=3, body=f"Quote #{n} ({stamp})")
                 else:
-                    fake.data.add_alert(2, "Quotes", f"New quote #{n}", "quotes.php")
+                    fake.data.add_news(f"Maintenance window #{n} ({stamp})")
 
         feeder = asyncio.create_task(add_items())
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from support import fake_server_process
 
-from biotorrents_async import RateLimit
+from biotorrents_async import BioTorrentsClient, RateLimit, to_dict
 from biotorrents_async.cli import main
 from biotorrents_async.testing import FakeBioTorrents
 
@@ -113,6 +114,26 @@ def test_json_content(env: FakeBioTorrents, capsys: pytest.CaptureFixture[str]) 
     assert "passkey" not in me
     assert "authkey" not in me
     assert env.data.users[2].passkey not in out
+
+
+def test_json_output_is_to_dict(
+    env: FakeBioTorrents, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def fetch() -> tuple[Any, Any]:
+        async with BioTorrentsClient(
+            env.token, cookies=env.cookies, base_url=env.url, rate_limit=None
+        ) as client:
+            return await client.users.get(2), await client.inbox.conversations()
+
+    profile, inbox = asyncio.run(fetch())
+    _, out, _ = run(capsys, "user", "2", "--json")
+    assert json.loads(out) == to_dict(profile)
+    _, out, _ = run(capsys, "inbox", "--json")
+    assert json.loads(out) == to_dict(inbox)
+    # ISO-8601 dates, read back exactly.
+    date = json.loads(out)["items"][0]["date"]
+    assert dt.datetime.fromisoformat(date) == inbox.items[0].date
+    assert date == inbox.items[0].date.isoformat()
 
 
 def test_all_pages_show_progress_on_stderr(
@@ -415,6 +436,33 @@ def test_fake_server_options_for_other_languages() -> None:
             time.sleep(3)
         assert "note:" in done.stderr or counts  # retries are announced
     assert counts[1] >= counts[0]
+
+
+def test_fake_server_records_what_it_makes_as_json_lines(tmp_path: Path) -> None:
+    record = tmp_path / "made.jsonl"
+    with fake_server_process("--live", "0.1", "--record", str(record)) as (url, _):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            text = record.read_text() if record.exists() else ""
+            if text.count('"kind": "news"') >= 1:
+                break
+            time.sleep(0.1)
+        # What the fake serves is what the record says it made (before now).
+        made = [json.loads(line) for line in record.read_text().splitlines()]
+        done = subprocess.run(
+            [sys.executable, "-m", "biotorrents_async", "inbox", "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**_credentials(url), "PATH": ""},
+        )
+    assert done.returncode == 0, done.stderr
+    kinds = {entry["kind"] for entry in made}
+    assert {"reply", "notification", "quote", "conversation", "news"} <= kinds
+    new_conversations = {e["conv_id"] for e in made if e["kind"] == "conversation"}
+    listed = {item["conv_id"] for item in json.loads(done.stdout)["items"]}
+    assert new_conversations <= listed  # the newest are on page 1
+    assert all("time" in entry for entry in made)
 
 
 def test_commands_in_a_row_keep_the_rule(

@@ -34,6 +34,7 @@ OBJECTS = {
     "bearer_index.txt": Index,
     "admin_index_with_debug.txt": Index,
     "cookie_index_poweruser.txt": Index,
+    "index_counters.txt": Index,
     "user_id1.txt": User,
     "user_id2_self.txt": User,
     "admin_user_id2.txt": User,
@@ -51,6 +52,9 @@ OBJECTS = {
     "cleartest_1_before.txt": dict[str, Alert],
     "cleartest_2_after_get.txt": dict[str, Alert],
     "cleartest_3_after_post.txt": dict[str, Alert],
+    "get_user_notifications_quotes.txt": dict[str, Alert],
+    "get_user_notifications_quotes_two.txt": dict[str, Alert],
+    "get_user_notifications_two_news.txt": dict[str, Alert],
 }
 PAGES = {
     "usersearch.txt": (UserSearchResult, "results", "currentPage"),

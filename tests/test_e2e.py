@@ -96,6 +96,27 @@ async def test_iterations_span_pages_exactly_once(client: BioTorrentsClient) -> 
     assert len(hits) == len(set(hits)) == 60
 
 
+async def test_an_iteration_yields_a_conversation_that_moves_down_once(
+    fake: FakeBioTorrents, client: BioTorrentsClient
+) -> None:
+    before = expected_inbox(fake, 2)
+    assert len(before) == 55  # three pages of 25
+    lifted = fake.data.conversations[before[49]]  # on page 2, last place
+    seen = []
+    async for conv in client.inbox.iter_conversations():
+        seen.append(conv.conv_id)
+        if len(seen) == 25:  # page 1 is read, page 2 is not yet
+            # A reply lifts a conversation to the top (after the sticky one):
+            # every one above its old place moves down by one, so page 1's
+            # last is now page 2's first.
+            other = next(p for p in lifted.participants if p != 2)
+            fake.data.add_reply(lifted, sender=other)
+    assert before[24] == expected_inbox(fake, 2)[25]
+    assert len(seen) == len(set(seen))  # page 1's last came once
+    # The one that jumped above the reader is not seen: watch() is for that.
+    assert seen == [c for c in before if c != lifted.id]
+
+
 async def test_token_only_client_sees_the_skeletal_user(fake: FakeBioTorrents) -> None:
     async with BioTorrentsClient(
         fake.token, base_url=fake.url, rate_limit=RULE, retry=FAST_RETRY

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ from support import TOKEN, load_exchange, load_exchanges
 
 from biotorrents_async import RateLimit
 from biotorrents_async.testing import DEMO_COOKIES, DEMO_TOKEN, FakeBioTorrents, Fault
+from biotorrents_async.testing._live import add_live_item
 
 BEARER = {"Authorization": f"Bearer {DEMO_TOKEN}"}
 COOKIE = {"Cookie": "; ".join(f"{k}={v}" for k, v in DEMO_COOKIES.items())}
@@ -372,3 +374,51 @@ async def test_request_log_has_no_secrets(
     assert record.user_id == 2
     assert DEMO_TOKEN not in repr(record)
     assert DEMO_COOKIES["session"] not in repr(record)
+
+
+async def test_the_fake_records_what_it_makes() -> None:
+    async with FakeBioTorrents(rate_limit=None) as fake:
+        assert fake.created == ()  # the seed set is the start, not something made
+        conv = fake.data.add_conversation("Hi", sender=3, recipient=2)
+        fake.data.add_reply(conv, sender=2)
+        news_id = fake.data.add_news("Maintenance")
+        post = fake.data.add_quote(2, by=3)
+        torrent = fake.data.torrent(fake.data.notifications[0].torrent_id)
+        assert torrent is not None
+        fake.data.add_notification(2, torrent)
+        fake.data.add_alert(2, "Global", "Site down at noon", "index.php")
+        made = fake.created
+        assert [(e["kind"], e.get("user_id")) for e in made] == [
+            ("conversation", None),
+            ("reply", None),
+            ("news", None),
+            ("post", None),
+            ("quote", 2),
+            ("notification", 2),
+            ("alert", 2),
+        ]
+        assert made[0]["conv_id"] == made[1]["conv_id"] == conv.id
+        assert (made[0]["sender_id"], made[0]["recipient_id"]) == (3, 2)
+        assert made[1]["message_index"] == 1
+        assert made[2]["news_id"] == news_id
+        assert made[3]["post_id"] == made[4]["post_id"] == post.id
+        assert made[5]["torrent_id"] == torrent.id
+        assert made[6]["alert_kind"] == "Global"
+        for entry in made:
+            assert dt.datetime.fromisoformat(entry["time"])
+        assert json.loads(json.dumps(made)) == list(made)  # JSON-ready
+        # A copy: changing it changes nothing in the fake.
+        assert isinstance(made, tuple)
+        assert len(fake.created) == 7
+
+
+async def test_live_items_are_recorded() -> None:
+    async with FakeBioTorrents(rate_limit=None) as fake:
+        kinds = [add_live_item(fake.data, n) for n in range(1, 13)]
+        made = [e["kind"] for e in fake.created]
+        assert kinds[:4] == ["reply", "torrent", "quote", "conversation"]
+        assert kinds[6] == "news"
+        # Every live item is in the record (a hit also makes its group and torrent).
+        for kind in {"reply", "conversation", "quote", "news"}:
+            assert made.count(kind) == kinds.count(kind)
+        assert made.count("notification") == kinds.count("torrent")

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import random
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 
@@ -71,9 +72,15 @@ class FakeUser:
     leeching: int = 0
     last_read_news: int = 0
     last_read_blog: int = 0
+    #: Forum posts quoting this user that they have not read (``add_quote``).
+    unread_quotes: int = 0
+    #: Subscribed threads with posts this user has not read.
+    new_subscriptions: int = 0
     authkey: str = ""
     passkey: str = ""
-    #: Pop-up notices other than Inbox/News/Blog/Torrents: kind → (message, url).
+    #: Pop-up notices set as is (``add_alert``): kind → (message, url). Inbox,
+    #: News, Blog and Torrents are computed from the data and never read here;
+    #: Quotes and Subscriptions are computed too while their counters are above 0.
     alerts: dict[str, tuple[str, str]] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
@@ -193,12 +200,31 @@ class FakeData:
     bookmarks: dict[int, list[int]] = attrs.field(factory=dict)
     artist_bookmarks: dict[int, list[int]] = attrs.field(factory=dict)
     snatches: dict[int, list[int]] = attrs.field(factory=dict)
+    #: News posts, ``(id, title)``.
     news: list[tuple[int, str]] = attrs.field(factory=list)
+    #: Blog posts marked important, ``(id, title)``: the only ones the API shows.
     blog: list[tuple[int, str]] = attrs.field(factory=list)
     artists: dict[int, FakeArtist] = attrs.field(factory=dict)
     #: The server's clock: the date of what is added without one. Replace it
     #: (with a ticking fake, say) to control dates in tests.
     now: Callable[[], dt.datetime] = attrs.field(default=wall_clock, repr=False)
+    #: What the ``add_*`` methods made, in order, as JSON-ready dicts (``kind``,
+    #: its ids, ``time``); ``FakeBioTorrents.created`` shows it.
+    created: list[dict[str, Any]] = attrs.field(factory=list, repr=False)
+    #: Called with each new ``created`` entry (``fake-server --record``).
+    on_created: list[Callable[[dict[str, Any]], None]] = attrs.field(
+        factory=list, repr=False
+    )
+    _last_blog_id: int = attrs.field(default=0, repr=False)
+
+    def _made(self, kind: str, at: dt.datetime | None = None, **ids: Any) -> None:
+        # The item's own date when it has one: reading ``now`` again would move
+        # a ticking test clock on and shift the dates of what comes next.
+        when = at or self.now()
+        entry = {"kind": kind, **ids, "time": when.isoformat()}
+        self.created.append(entry)
+        for listener in self.on_created:
+            listener(entry)
 
     # --- ids --------------------------------------------------------------------
 
@@ -221,6 +247,7 @@ class FakeData:
         user_id = int(fields.pop("id", self._next(self.users)))  # type: ignore[call-overload]
         user = FakeUser(user_id, username, **fields)  # type: ignore[arg-type]
         self.users[user.id] = user
+        self._made("user", user_id=user.id)
         return user
 
     def add_conversation(
@@ -256,6 +283,13 @@ class FakeData:
             unread_for={recipient} if unread else set(),
         )
         self.conversations[conv.id] = conv
+        self._made(
+            "conversation",
+            when,
+            conv_id=conv.id,
+            sender_id=sender,
+            recipient_id=recipient,
+        )
         return conv
 
     def add_reply(
@@ -273,12 +307,20 @@ class FakeData:
         message = FakeMessage(sender, body, sent or self.now())
         conversation.messages.append(message)
         conversation.unread_for |= {p for p in conversation.participants if p != sender}
+        self._made(
+            "reply",
+            message.sent,
+            conv_id=conversation.id,
+            message_index=len(conversation.messages) - 1,
+            sender_id=sender,
+        )
         return message
 
     def add_artist(self, name: str) -> FakeArtist:
         """Create an artist."""
         artist = FakeArtist(self._next(self.artists), name)
         self.artists[artist.id] = artist
+        self._made("artist", artist_id=artist.id)
         return artist
 
     def add_group(
@@ -304,6 +346,7 @@ class FakeData:
             category_id=category_id,
         )
         self.groups[group.id] = group
+        self._made("group", group_id=group.id)
         return group
 
     def add_torrent(
@@ -334,12 +377,14 @@ class FakeData:
             uploader_id=uploader,
         )
         group.torrents.append(torrent)
+        self._made("torrent", torrent.time, torrent_id=torrent.id, group_id=group.id)
         return torrent
 
     def add_thread(self, title: str, *, locked: bool = False) -> FakeThread:
         """Create a forum thread."""
         thread = FakeThread(self._next(self.threads), title, locked=locked)
         self.threads[thread.id] = thread
+        self._made("thread", thread_id=thread.id)
         return thread
 
     def add_post(
@@ -348,6 +393,9 @@ class FakeData:
         """Add a post to ``thread``."""
         post = FakePost(self._next(self.posts), thread.id, author, body, added)
         self.posts[post.id] = post
+        self._made(
+            "post", added, post_id=post.id, thread_id=thread.id, author_id=author
+        )
         return post
 
     def add_notification(
@@ -368,11 +416,77 @@ class FakeData:
                 return hit
         hit = FakeNotification(user_id, torrent.id, unread, filter_id)
         self.notifications.append(hit)
+        self._made("notification", user_id=user_id, torrent_id=torrent.id)
         return hit
 
     def add_alert(self, user_id: int, kind: str, message: str, url: str) -> None:
-        """Add a pop-up notice (``StaffPM``, ``Quotes``, ``Subscriptions``, …)."""
+        """Set a pop-up notice as is (``StaffPM``, ``Collages``, ``Global``, …).
+
+        It replaces one of the same kind and shows until it is cleared. For the
+        notices the server computes, add what it counts instead: ``add_quote``,
+        ``add_subscription_post``, ``add_news``, ``add_blog``, a conversation or
+        a torrent hit (a ``Quotes`` or ``Subscriptions`` notice set here shows
+        only while no quote or subscription post is unread).
+        """
         self.users[user_id].alerts[kind] = (message, url)
+        self._made("alert", user_id=user_id, alert_kind=kind)
+
+    def add_news(self, title: str) -> int:
+        """Post a news item; return its id.
+
+        Like the site, the ``News`` alert shows only the latest unread one: two
+        posts between two reads are one alert.
+        """
+        news_id = self._next(n for n, _ in self.news)
+        self.news.append((news_id, title))
+        self._made("news", news_id=news_id)
+        return news_id
+
+    def add_blog(self, title: str, *, important: bool = True) -> int:
+        """Post on the blog; return the post's id.
+
+        Only posts marked important reach the API (the ``Blog`` alert and
+        ``index``'s ``newBlog``), and only the latest of them.
+        """
+        self._last_blog_id = blog_id = (
+            max(self._last_blog_id, *(b for b, _ in self.blog), 0) + 1
+        )
+        if important:
+            self.blog.append((blog_id, title))
+        self._made("blog", blog_id=blog_id, important=important)
+        return blog_id
+
+    def add_quote(
+        self, user_id: int, *, by: int = 1, body: str = "Good point."
+    ) -> FakePost:
+        """Quote ``user_id`` in a forum post by ``by``; return the post.
+
+        The server keeps one ``Quotes`` alert whatever the number: ``New quote``
+        while one is unread, ``New quotes`` from two on (a third changes
+        nothing); clearing ``Quotes`` reads them all. ``index`` does not count
+        quotes.
+        """
+        thread = next(iter(self.threads.values()), None) or self.add_thread("Quotes")
+        user = self.users[user_id]
+        post = self.add_post(
+            thread,
+            author=by,
+            body=f"[quote={user.username}]...[/quote]{body}",
+            added=self.now(),
+        )
+        user.unread_quotes += 1
+        self._made("quote", post.added, user_id=user_id, post_id=post.id)
+        return post
+
+    def add_subscription_post(self, user_id: int) -> None:
+        """A new post in a thread ``user_id`` subscribes to, unread by them.
+
+        The ``Subscriptions`` alert says ``New subscription`` or ``New
+        subscriptions``; ``index``'s ``newSubscriptions`` is ``True`` only while
+        exactly one is new (a server bug kept from WhatCD).
+        """
+        self.users[user_id].new_subscriptions += 1
+        self._made("subscription", user_id=user_id)
 
     # --- the seed set -------------------------------------------------------------
 
@@ -514,4 +628,5 @@ class FakeData:
         data.news = [(1, "Tracker maintenance on Jan 20"), (27, "New & improved API")]
         data.blog = [(3, "Open data: 1 PB seeded")]
         data.add_alert(2, "StaffPM", "You have a new Staff PM", "staffpm.php")
+        data.created.clear()  # the seed set is the start, not something made
         return data

@@ -7,17 +7,22 @@ from ._data import FakeData
 __all__ = ["add_live_item"]
 
 _SUBJECTS = ["New data set request", "Seeding question", "Mirror offer"]
-_ALERTS = [
-    ("Quotes", "New quote", "userhistory.php?action=quote_notifications"),
-    ("Subscriptions", "New subscription", "userhistory.php?action=subscriptions"),
-]
 
 
 def add_live_item(data: FakeData, count: int, user_id: int = 2) -> str:
     """Add the ``count``-th live item for ``user_id``; return what it was.
 
-    In turn: a conversation from another user, a reply to it, a torrent-filter
-    hit and a pop-up alert.
+    In turn: a conversation from another user, a reply, a torrent-filter hit
+    and an alert-making item, which is a forum quote of ``user_id`` and a news
+    post by turns. The reply goes to the conversation of ``user_id`` created
+    just before the newest one (by id), from its other participant: after the
+    first round, the live conversation of the round before. Quotes collapse
+    as on the site: the first unread one shows ``New quote``, the second
+    changes it to ``New quotes``, later ones show nothing new until
+    ``Quotes`` is cleared; each news post replaces the ``News`` alert.
+
+    Returns:
+        ``"conversation"``, ``"reply"``, ``"torrent"``, ``"quote"`` or ``"news"``.
     """
     other = next((u for u in data.users if u not in (0, 1, user_id)), 1)
     kind = ("conversation", "reply", "torrent", "alert")[count % 4]
@@ -32,9 +37,12 @@ def add_live_item(data: FakeData, count: int, user_id: int = 2) -> str:
         group = data.add_group(f"Live data set {count}", tags=["live"])
         data.add_notification(user_id, data.add_torrent(group, uploader=other))
     elif kind == "alert":
-        alert_kind, message, url = _ALERTS[(count // 4) % len(_ALERTS)]
-        data.users[user_id].alerts.pop(alert_kind, None)
-        data.add_alert(user_id, alert_kind, f"{message} ({count})", url)
+        if (count // 4) % 2 == 0:
+            data.add_quote(user_id, by=other, body=f"Live quote {count}")
+            kind = "quote"
+        else:
+            data.add_news(f"Live news {count}")
+            kind = "news"
     else:
         kind = "conversation"
         subject = f"{_SUBJECTS[count % len(_SUBJECTS)]} ({count})"

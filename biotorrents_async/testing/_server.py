@@ -21,7 +21,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import attrs
 from aiohttp import web
@@ -149,6 +149,7 @@ class FakeBioTorrents:
         data: The served ``FakeData``; change it at any time.
         faults: The ``FaultPlan`` of injected failures.
         requests: Every request received, in order (no secret values).
+        created: Every item made since the start (see the property).
     """
 
     def __init__(
@@ -189,6 +190,21 @@ class FakeBioTorrents:
         self._port = port
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
+
+    @property
+    def created(self) -> tuple[dict[str, Any], ...]:
+        """Every item the fake made since it started, oldest first (a copy).
+
+        One JSON-ready dict per ``add_*`` call on ``data`` (a test's, ``--live``'s
+        or the example bot's): ``kind`` (``"conversation"``, ``"reply"``,
+        ``"notification"``, ``"news"``, ``"blog"``, ``"quote"``,
+        ``"subscription"``, ``"alert"``, ``"user"``, ``"group"``, ``"torrent"``,
+        ``"post"``, ...), the ids that find it (``conv_id``, ``user_id``,
+        ``torrent_id``, ...) and ``time``, the fake's clock in ISO 8601. The seed
+        set is not in it. ``biotorrents fake-server --record FILE`` writes the
+        same dicts as JSON lines.
+        """
+        return tuple(self.data.created)
 
     # --- credentials ----------------------------------------------------------------
 

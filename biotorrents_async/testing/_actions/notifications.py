@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._data import NOTIFY_CLASSES, FakeData
+from .._data import NOTIFY_CLASSES, FakeData, FakeUser
 from .._envelope import (
     Call,
     Reply,
@@ -44,6 +44,12 @@ _ALERT_ORDER = (
 _POST_ALERTS = {
     "News": ("Announcement", "index.php#news"),
     "Blog": ("Blog", "blog.php#blog"),
+}
+# Counted notices: one entry per kind whatever the count, "New quote" for one and
+# "New quotes" for more (a third quote while two are unread changes nothing).
+_COUNTED_ALERTS = {
+    "Quotes": ("New quote", "userhistory.php?action=quote_notifications"),
+    "Subscriptions": ("New subscription", "userhistory.php?action=subscriptions"),
 }
 
 
@@ -162,6 +168,10 @@ async def get_user_notifications(data: FakeData, viewer: Viewer, call: Call) -> 
                     "torrents.php?action=notify",
                     "confirmation",
                 )
+        elif kind in _COUNTED_ALERTS and _counted(user, kind):
+            text, url = _COUNTED_ALERTS[kind]
+            plural = "s" if _counted(user, kind) > 1 else ""
+            entry = (0, f"{text}{plural}", url, "confirmation")
         elif kind in user.alerts:
             message, url = user.alerts[kind]
             importance = "information" if kind == "Global" else "confirmation"
@@ -172,6 +182,10 @@ async def get_user_notifications(data: FakeData, viewer: Viewer, call: Call) -> 
             )
     # json_die('success', []) for an empty payload: a JSON array.
     return success(alerts or [])
+
+
+def _counted(user: FakeUser, kind: str) -> int:
+    return user.unread_quotes if kind == "Quotes" else user.new_subscriptions
 
 
 async def clear_user_notification(data: FakeData, viewer: Viewer, call: Call) -> Reply:
@@ -191,6 +205,10 @@ async def clear_user_notification(data: FakeData, viewer: Viewer, call: Call) ->
             if hit.user_id == user.id:
                 hit.unread = False
     elif kind is not None:
+        if kind == "Quotes":
+            user.unread_quotes = 0  # marks every quote notification read
+        elif kind == "Subscriptions":
+            user.new_subscriptions = 0  # every subscribed thread read to its end
         user.alerts.pop(kind, None)
     # The handler prints nothing at all.
     return Reply(200, b"")

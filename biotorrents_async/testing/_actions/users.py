@@ -56,7 +56,8 @@ async def index(data: FakeData, viewer: Viewer, call: Call) -> Reply:
     latest_news = max((n for n, _ in data.news), default=-1)
     latest_blog = max((n for n, _ in data.blog), default=-1)
     skeletal = viewer.skeletal
-    new_subs = sum(1 for k in user.alerts if k == "Subscriptions")
+    # A Subscriptions notice set as is (add_alert) stands for one new post.
+    new_subs = user.new_subscriptions or int("Subscriptions" in user.alerts)
     return success(
         {
             "username": None if skeletal else display_str(user.username),
@@ -71,6 +72,7 @@ async def index(data: FakeData, viewer: Viewer, call: Call) -> Reply:
                 # Token-only: null < X is loosely true.
                 "newAnnouncement": skeletal or user.last_read_news < latest_news,
                 "newBlog": skeletal or user.last_read_blog < latest_blog,
+                # Exactly one (WhatCD bug kept); unread quotes count nowhere.
                 "newSubscriptions": new_subs == 1,
             },
             "userstats": {
