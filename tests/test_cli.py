@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -527,3 +529,50 @@ def test_fake_server_stops_cleanly_on_sigint() -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert err.strip() == "stopped"
+
+
+def test_the_state_is_private_and_follows_no_planted_link(
+    env: FakeBioTorrents, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    # Someone who can write the folder plants the old temporary file's name.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (state / "places.tmp").symlink_to(victim)
+    old = os.umask(0o022)
+    try:
+        assert main(["index", "--rate-limit", RULE]) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    assert victim.read_text() == "mine"
+    assert stat.S_IMODE((state / "places.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert not [p for p in state.iterdir() if p.name.startswith(".places.")]
+
+
+def test_a_token_only_account_leaves_no_fingerprint(
+    fake: FakeBioTorrents,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("BIOTORRENTS_BASE_URL", fake.url)
+    monkeypatch.setenv("BIOTORRENTS_TOKEN", fake.token)
+    monkeypatch.delenv("BIOTORRENTS_COOKIES", raising=False)
+    plain = hashlib.sha256(fake.token.encode()).hexdigest()[:16]
+    names = []
+    for install in ("one", "two"):
+        folder = tmp_path / install
+        monkeypatch.setenv("BIOTORRENTS_STATE_DIR", str(folder))
+        for _ in range(2):  # the second run finds its own places again
+            assert main(["index", "--rate-limit", RULE]) == 0
+        text = (folder / "places.json").read_text()
+        assert plain not in text
+        assert fake.token not in text
+        (name,) = json.loads(text)["places"]
+        names.append(name)
+    capsys.readouterr()
+    # Two installs name the same token differently: nothing links them.
+    assert names[0] != names[1]

@@ -6,6 +6,8 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -20,6 +22,7 @@ from biotorrents_async import (
     LocalPacer,
     RateLimit,
     RedisPacer,
+    RedisStore,
     RetryPolicy,
     SharedStoreError,
 )
@@ -489,3 +492,159 @@ async def test_a_long_wait_keeps_its_turn_across_processes(
     assert order == ["first", "early", "late"]
     for pacer in (holder, early, late):
         await pacer.aclose()
+
+
+# --- state lost or restored stale, and grants that arrive late ----------------------
+
+
+def _start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
+    """A redis-server that loads (and can SAVE) ``folder``/dump.rdb."""
+    proc = subprocess.Popen(  # noqa: S603 - our own arguments
+        [
+            shutil.which("redis-server") or "redis-server",
+            *("--port", str(port), "--bind", "127.0.0.1", "--dir", folder),
+            *("--save", "", "--appendonly", "no"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.02)
+
+
+async def test_a_restore_from_a_stale_dump_holds_everyone_a_window(
+    key: str, tmp_path: Path
+) -> None:
+    if not os.environ.get("BIOTORRENTS_TEST_REDIS_URL") and not _has_redis():
+        pytest.skip("redis-server is not installed")
+    import redis.asyncio
+
+    rule = RateLimit(2, 1.0, margin=0)
+    port = free_port()
+    proc = _start_redis(port, str(tmp_path))
+    url = f"redis://127.0.0.1:{port}/0"
+    pacer = RedisPacer(url, rate_limit=rule, key=key)
+    try:
+        async with pacer.slot():  # a first use waits one window, then sends
+            pass
+        await asyncio.sleep(rule.window)
+        admin = redis.asyncio.from_url(url)
+        await admin.save()  # the dump: state, and no place held
+        await admin.aclose()
+        for _ in range(2):  # both places of the window, after the dump
+            async with pacer.slot():
+                pass
+        proc.kill()  # kill -9: what happened after the dump is lost
+        proc.wait(10)
+        proc = _start_redis(port, str(tmp_path))
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            while True:  # the first command after the restart may see it go
+                try:
+                    async with pacer.slot():
+                        break
+                except SharedStoreError:
+                    await asyncio.sleep(0.05)
+        # The restored state is another server run's: nobody sends for a
+        # window, so the two places used after the dump are not given again.
+        assert time.monotonic() - started >= rule.window * 0.9
+    finally:
+        await pacer.aclose()
+        proc.kill()
+        proc.wait(10)
+
+
+async def test_an_eviction_of_the_places_alone_holds_everyone_a_window(
+    redis_url: str, key: str
+) -> None:
+    import redis.asyncio
+
+    rule = RateLimit(2, 1.0, margin=0)
+    pacer = RedisPacer(redis_url, rate_limit=rule, key=key)
+    async with pacer.slot():
+        pass
+    await asyncio.sleep(rule.window)
+    for _ in range(2):
+        async with pacer.slot():
+            pass
+    admin = redis.asyncio.from_url(redis_url)
+    try:
+        # An eviction policy took the held places but kept the rest.
+        assert await admin.delete(pacer._keys[0]) == 1
+    finally:
+        await admin.aclose()
+    started = time.monotonic()
+    async with asyncio.timeout(5), pacer.slot():
+        waited = time.monotonic() - started
+    assert waited >= rule.window * 0.9
+    await pacer.aclose()
+
+
+async def test_a_grant_that_arrives_after_its_lease_is_asked_for_again(
+    redis_url: str, key: str
+) -> None:
+    rule = RateLimit(1, 0.2, margin=0)
+    # Paused between the grant and sending: its lease (0.1 + 0.2 s) runs out.
+    frozen = RedisPacer(redis_url, rate_limit=rule, key=key, request_timeout=0.1)
+    other = RedisPacer(redis_url, rate_limit=rule, key=key, request_timeout=10)
+    async with other.slot():
+        pass
+    await asyncio.sleep(rule.window)  # the fresh state's hold is over
+    original = frozen._eval
+    delayed = False
+
+    async def late(*args: str | int) -> list[int]:
+        nonlocal delayed
+        result = await original(*args)
+        if args[0] == "acquire" and result[0] == 1 and not delayed:
+            delayed = True
+            await asyncio.sleep(0.6)  # SIGSTOP, a VM pause, a blocking call
+        return result
+
+    frozen._eval = late  # type: ignore[method-assign]
+    spans: dict[str, tuple[float, float]] = {}
+
+    async def hold(name: str, pacer: RedisPacer, after: float, length: float) -> None:
+        await asyncio.sleep(after)
+        async with pacer.slot():
+            begun = time.monotonic()
+            await asyncio.sleep(length)
+        spans[name] = (begun, time.monotonic())
+
+    async with asyncio.timeout(10):
+        # The other process asks once the frozen one's lease has expired, and
+        # gets the place; the frozen one wakes up while it is in use.
+        await asyncio.gather(
+            hold("frozen", frozen, 0, 0), hold("other", other, 0.4, 0.8)
+        )
+    assert delayed
+    # Never both at once with one place: the late grant was given back.
+    assert spans["frozen"][0] >= spans["other"][1]
+    await frozen.aclose()
+    await other.aclose()
+
+
+async def test_redis_store_close_waits_for_a_save_in_flight(
+    redis_url: str, key: str
+) -> None:
+    import redis.asyncio
+
+    store = RedisStore(redis_url, prefix=f"{key}:")
+    admin = redis.asyncio.from_url(redis_url)
+    try:
+        await admin.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+        save = asyncio.create_task(store.save("inbox", {"v": 2, "n": 1}))
+        await asyncio.sleep(0.05)
+        save.cancel()  # the caller gives up; the save is still kept
+        await asyncio.gather(save, return_exceptions=True)
+        await store.aclose()  # waits for it
+        assert await admin.get(f"{key}:inbox") is not None
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import ssl
+import stat
+import uuid
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -12,7 +17,9 @@ from support import COOKIES, SECRETS, TOKEN, Exchange, Router
 from biotorrents_async import (
     AuthenticationError,
     BioTorrentsClient,
+    FileStore,
     RateLimit,
+    RedisPacer,
     ResponseError,
     RetryPolicy,
     TransportError,
@@ -188,3 +195,48 @@ def test_a_cookie_value_a_header_forbids_is_refused(value: str) -> None:
     # RFC 6265: no separators, spaces or quotes (some parsers split on ",").
     with pytest.raises(ValueError, match="forbids"):
         BioTorrentsClient(cookies={"session": value, "userid": "2"})
+
+
+async def test_a_cursor_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    old.write_bytes(b"")
+    old.chmod(0o644)  # made by an earlier release
+    mask = os.umask(0o022)
+    try:
+        for path in (new, old):
+            await FileStore(path).save("inbox", {"v": 2})
+    finally:
+        os.umask(mask)
+    for path in (new, old):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert await FileStore(path).load("inbox") == {"v": 2}
+
+
+async def test_no_redis_key_names_a_token(redis_url: str) -> None:
+    import redis.asyncio
+
+    token = "tok-" + uuid.uuid4().hex
+    plain = hashlib.sha256(token.encode()).hexdigest()[:16]
+    env = {
+        "BIOTORRENTS_TOKEN": token,
+        "BIOTORRENTS_BASE_URL": "http://127.0.0.1:9",
+        "BIOTORRENTS_REDIS_URL": redis_url,
+    }
+    clients = [BioTorrentsClient.from_env(env) for _ in range(2)]
+    pacers = [c._owned_pacer for c in clients]
+    try:
+        for pacer in pacers:
+            assert isinstance(pacer, RedisPacer)
+            await pacer._eval("pause", 1, 0)  # the keys are made at first use
+        r = redis.asyncio.from_url(redis_url)
+        try:
+            keys = [k.decode() async for k in r.scan_iter(match="*")]
+        finally:
+            await r.aclose()
+        assert not [k for k in keys if plain in k]
+        # Two processes of the token still share one allowance.
+        assert pacers[0]._keys == pacers[1]._keys  # type: ignore[union-attr]
+        assert any(pacers[0]._keys[0] == k for k in keys)  # type: ignore[union-attr]
+    finally:
+        for client in clients:
+            await client.aclose()
