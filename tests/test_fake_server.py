@@ -385,6 +385,10 @@ async def test_the_fake_records_what_it_makes() -> None:
         post = fake.data.add_quote(2, by=3)
         torrent = fake.data.torrent(fake.data.notifications[0].torrent_id)
         assert torrent is not None
+        fake.data.add_notification(2, torrent)  # listed already: nothing made
+        torrent = fake.data.add_torrent(
+            next(iter(fake.data.groups.values())), uploader=3
+        )
         fake.data.add_notification(2, torrent)
         fake.data.add_alert(2, "Global", "Site down at noon", "index.php")
         made = fake.created
@@ -394,6 +398,7 @@ async def test_the_fake_records_what_it_makes() -> None:
             ("news", None),
             ("post", None),
             ("quote", 2),
+            ("torrent", None),
             ("notification", 2),
             ("alert", 2),
         ]
@@ -402,14 +407,14 @@ async def test_the_fake_records_what_it_makes() -> None:
         assert made[1]["message_index"] == 1
         assert made[2]["news_id"] == news_id
         assert made[3]["post_id"] == made[4]["post_id"] == post.id
-        assert made[5]["torrent_id"] == torrent.id
-        assert made[6]["alert_kind"] == "Global"
+        assert made[5]["torrent_id"] == made[6]["torrent_id"] == torrent.id
+        assert made[7]["alert_kind"] == "Global"
         for entry in made:
             assert dt.datetime.fromisoformat(entry["time"])
         assert json.loads(json.dumps(made)) == list(made)  # JSON-ready
         # A copy: changing it changes nothing in the fake.
         assert isinstance(made, tuple)
-        assert len(fake.created) == 7
+        assert len(fake.created) == 8
 
 
 async def test_live_items_are_recorded() -> None:

@@ -1376,3 +1376,26 @@ async def test_a_broken_inbox_does_not_starve_the_alerts(
         fake.faults.clear()
         await inbox.stop()
         await alerts.stop()
+
+
+async def test_a_consumer_slower_than_an_interval_gets_no_alert_again(
+    fake: FakeBioTorrents,
+) -> None:
+    async with client_for(fake) as client:
+        stream = client.notifications.watch_alerts(interval=INTERVAL)
+        got: list[str] = []
+        async with stream:
+            await started(client, stream)
+            fake.data.add_alert(2, "StaffPM", "One", "staffpm.php")
+            fake.data.add_alert(2, "Collages", "Two", "collages.php")
+            fake.data.add_alert(2, "Global", "Three", "index.php")
+            async with asyncio.timeout(10):
+                async for alert in stream:
+                    got.append(alert.kind)
+                    # Busy for several checks while the others wait in line.
+                    await asyncio.sleep(INTERVAL * 5)
+                    if len(got) == 3:
+                        break
+            await asyncio.sleep(INTERVAL * 5)
+            assert stream._queue.empty()
+        assert sorted(got) == ["Collages", "Global", "StaffPM"]
