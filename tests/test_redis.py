@@ -648,3 +648,31 @@ async def test_redis_store_close_waits_for_a_save_in_flight(
     finally:
         await admin.execute_command("CLIENT", "UNPAUSE")
         await admin.aclose()
+
+
+async def test_a_frozen_redis_is_a_clear_error_within_the_socket_timeout() -> None:
+    # A Redis that accepts and never answers (frozen, or a black-holed proxy):
+    # the short socket timeouts of a URL-made connection end the wait, with
+    # every redis-py the package allows (pyproject's floor is run by hand).
+    async def swallow(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while await reader.read(1024):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pacer = RedisPacer(f"redis://127.0.0.1:{port}/0", rate_limit=RULE)
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(40):
+            with pytest.raises(SharedStoreError):
+                async with pacer.slot():
+                    pass
+        # 5 s per attempt; redis-py 6 and later try a timed-out command again.
+        assert time.monotonic() - started < 25
+    finally:
+        await pacer.aclose()
+        server.close()
+        await server.wait_closed()
