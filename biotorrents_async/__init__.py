@@ -26,7 +26,7 @@ from ._pacing import LocalPacer, Pacer
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer
 from ._stores import CursorStore, FileStore, MemoryStore, RedisStore
-from ._watch import WatchStream, merge_streams
+from ._stream import WatchStream, merge_streams
 from .exceptions import (
     ApiError,
     ArgumentError,

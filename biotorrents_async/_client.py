@@ -21,11 +21,11 @@ from yarl import URL
 from ._cache import NEVER_CACHED, ReadCache, bypass, check_ttl
 from ._converter import default_converter, structure
 from ._endpoints import Bookmarks, Inbox, Notifications, Users, check_call
+from ._hub import WatchHub
 from ._pacing import Pacer, background
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer, account_key
 from ._session import DEFAULT_MAX_BODY_SIZE, ApiSession
-from ._watch import WatchHub
 from .exceptions import ArgumentError
 from .models import Index
 

@@ -17,11 +17,12 @@ import attrs
 import cattrs
 
 from ._converter import structure, structure_page
+from ._hub import WatchHub
 from ._pacing import background
 from ._policy import RetryPolicy
 from ._session import ApiSession
 from ._stores import CursorStore
-from ._watch import WatchHub, WatchStream, open_stream
+from ._stream import WatchStream, open_stream
 from .exceptions import (
     ApiError,
     ArgumentError,

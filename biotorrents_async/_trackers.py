@@ -1,6 +1,6 @@
 """What a watch stream has seen and handed over: pure logic, no I/O.
 
-The hub (``_watch.py``) feeds listings and alert sets in; a tracker says which
+The hub (``_hub.py``) feeds listings and alert sets in; a tracker says which
 items are new, whether the next page can hold more, and what the cursor is.
 
 A listing tracker remembers the items it has met over a bounded horizon (their

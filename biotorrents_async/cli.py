@@ -31,7 +31,7 @@ from ._output import Progress, describe_rule, emit
 from ._pacing import LocalPacer
 from ._redis import salted
 from ._stores import FileStore
-from ._watch import WatchStream, merge_streams
+from ._stream import WatchStream, merge_streams
 from .exceptions import BioTorrentsError
 from .models import AlertKind, Box, Page, SearchType
 

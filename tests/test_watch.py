@@ -152,7 +152,7 @@ async def test_each_new_item_once_within_two_rounds(
     fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The periodic re-listing takes a round's place; it has a test of its own.
-    monkeypatch.setattr("biotorrents_async._watch.RESYNC", 10**9)
+    monkeypatch.setattr("biotorrents_async._hub.RESYNC", 10**9)
     mark_all_read(fake)  # no unread mail: the counters see every change
     async with client_for(fake) as client:
         inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
@@ -226,7 +226,7 @@ async def test_a_hit_read_on_the_site_before_a_check_still_comes(
 ) -> None:
     # The counter is back to 0 before the watcher looks: only the periodic
     # listing can see the hit.
-    monkeypatch.setattr("biotorrents_async._watch.RESYNC", 4)
+    monkeypatch.setattr("biotorrents_async._hub.RESYNC", 4)
     async with client_for(fake) as client:
         hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
         await started(client, hits.stream)
@@ -456,7 +456,7 @@ async def test_a_failed_first_save_loses_no_backlog(
 async def test_a_listing_that_failed_whole_is_done_again(
     fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("biotorrents_async._watch.RESYNC", 10**9)
+    monkeypatch.setattr("biotorrents_async._hub.RESYNC", 10**9)
     async with client_for(
         fake, retry=RetryPolicy(attempts=2, backoff_initial=0)
     ) as client:
@@ -1062,7 +1062,7 @@ async def test_every_listing_takes_its_turn_at_the_periodic_listing(
 ) -> None:
     # A hit read on the site before the watcher looks: only the periodic
     # listing can see it, and with two listings they take turns.
-    monkeypatch.setattr("biotorrents_async._watch.RESYNC", 4)
+    monkeypatch.setattr("biotorrents_async._hub.RESYNC", 4)
     async with client_for(fake) as client:
         hits = Consumer(client.notifications.watch_torrents(interval=INTERVAL), client)
         consumers = [hits]
@@ -1359,7 +1359,7 @@ async def test_a_refused_check_ends_its_stream_and_the_others_go_on(
 async def test_a_broken_inbox_does_not_starve_the_alerts(
     fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("biotorrents_async._watch.RESYNC", 10**9)
+    monkeypatch.setattr("biotorrents_async._hub.RESYNC", 10**9)
     async with client_for(fake, retry=RetryPolicy.none()) as client:
         inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
         alerts = Consumer(client.notifications.watch_alerts(interval=INTERVAL), client)
