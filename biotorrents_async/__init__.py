@@ -26,18 +26,22 @@ from ._pacing import LocalPacer, Pacer
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer
 from ._stores import CursorStore, FileStore, MemoryStore, RedisStore
-from ._stream import WatchStream, merge_streams
+from ._stream import StreamHealth, WatchStream, item_key, merge_streams
 from .exceptions import (
     ApiError,
     ArgumentError,
     AuthenticationError,
     BioTorrentsError,
     CookiesRequiredError,
+    CursorFileError,
+    LeaseLostError,
     LegacyApiUnavailableError,
     NotFoundError,
     RateLimitError,
     ResponseError,
     SharedStoreError,
+    StoreError,
+    StreamFailedError,
     TransportError,
 )
 from .models import (
@@ -92,6 +96,8 @@ __all__ = [
     # watch streams
     "WatchStream",
     "merge_streams",
+    "item_key",
+    "StreamHealth",
     "CursorStore",
     "MemoryStore",
     "FileStore",
@@ -106,7 +112,11 @@ __all__ = [
     "TransportError",
     "ResponseError",
     "LegacyApiUnavailableError",
+    "StoreError",
+    "CursorFileError",
     "SharedStoreError",
+    "LeaseLostError",
+    "StreamFailedError",
     "ArgumentError",
     # models
     "to_dict",

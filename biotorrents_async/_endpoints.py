@@ -9,7 +9,7 @@ generator, so bad arguments fail at the call, not at the first ``anext``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping
 from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -22,7 +22,7 @@ from ._pacing import background
 from ._policy import RetryPolicy
 from ._session import ApiSession
 from ._stores import CursorStore
-from ._stream import WatchStream, open_stream
+from ._stream import DEFAULT_FAIL_AFTER, DEFAULT_LEASE, WatchStream, open_stream
 from .exceptions import (
     ApiError,
     ArgumentError,
@@ -187,25 +187,10 @@ class _Endpoint:
         self._converter = converter
         self._hub = hub
 
-    def _stream(
-        self,
-        kind: str,
-        interval: float | None,
-        store: CursorStore | None,
-        include_unread: bool,
-        name: str | None,
-    ) -> WatchStream[Any]:
+    def _stream(self, kind: str, **options: Any) -> WatchStream[Any]:
         if self._hub is None:  # pragma: no cover - the client gives every area one
             raise RuntimeError("this area cannot be watched")
-        return open_stream(
-            self._hub,
-            kind,
-            rule=self._session.rate_limit,
-            interval=interval,
-            store=store,
-            include_unread=include_unread,
-            name=name,
-        )
+        return open_stream(self._hub, kind, rule=self._session.rate_limit, **options)
 
     async def _get(self, action: str, cl: Any, params: Mapping[str, str]) -> Any:
         raw = await self._session.request(action, params)
@@ -466,6 +451,9 @@ class Inbox(_Endpoint):
         store: CursorStore | None = None,
         include_unread: bool = False,
         name: str | None = None,
+        fail_after: float | None = DEFAULT_FAIL_AFTER,
+        exclusive: bool = True,
+        lease: float = DEFAULT_LEASE,
     ) -> WatchStream[ConversationSummary]:
         """Watch for new conversations and new replies, until closed.
 
@@ -489,12 +477,36 @@ class Inbox(_Endpoint):
             include_unread: On the very first start (an empty store), also
                 yield the conversations that are unread now. By default only
                 what arrives after the start is yielded.
-            name: The cursor's name in the store (default ``"inbox"``).
+            name: The cursor's name in the store (default ``"inbox"``). Each
+                stream of a store needs its own: a name that holds another
+                kind's cursor is refused.
+            fail_after: Seconds of nothing but failed polls (the very first
+                contact included) after which the stream raises
+                ``StreamFailedError``, the last error chained (default 600;
+                ``None``: never). Errors that waiting cannot fix
+                (authentication, ``LegacyApiUnavailableError``, an ``ApiError``
+                for this check) end it at once.
+            exclusive: Of all the streams on this ``(store, name)``, in any
+                process or host, one is active and the others stand by (the
+                default). ``False``: every replica yields every item.
+            lease: Seconds the active stream's hold on the cursor lasts unless
+                renewed (every third of it): a standby takes over this long
+                after the active one dies, at once after it stops cleanly.
 
         Raises:
             ValueError: An argument is invalid (before anything is sent).
+            RuntimeError: The client is closed.
         """
-        return self._stream("inbox", interval, store, include_unread, name)
+        return self._stream(
+            "inbox",
+            interval=interval,
+            store=store,
+            include_unread=include_unread,
+            name=name,
+            fail_after=fail_after,
+            exclusive=exclusive,
+            lease=lease,
+        )
 
 
 class Bookmarks(_Endpoint):
@@ -600,6 +612,9 @@ class Notifications(_Endpoint):
         store: CursorStore | None = None,
         include_unread: bool = False,
         name: str | None = None,
+        fail_after: float | None = DEFAULT_FAIL_AFTER,
+        exclusive: bool = True,
+        lease: float = DEFAULT_LEASE,
     ) -> WatchStream[TorrentNotification]:
         """Watch for new torrent-filter hits, each yielded once, oldest first.
 
@@ -612,7 +627,16 @@ class Notifications(_Endpoint):
             CookiesRequiredError: The client has only a token; nothing is sent.
             ValueError: An argument is invalid.
         """
-        stream = self._stream("torrents", interval, store, include_unread, name)
+        stream = self._stream(
+            "torrents",
+            interval=interval,
+            store=store,
+            include_unread=include_unread,
+            name=name,
+            fail_after=fail_after,
+            exclusive=exclusive,
+            lease=lease,
+        )
         self._need_cookies("notifications.watch_torrents()")
         return stream
 
@@ -623,6 +647,10 @@ class Notifications(_Endpoint):
         store: CursorStore | None = None,
         include_unread: bool = False,
         name: str | None = None,
+        fail_after: float | None = DEFAULT_FAIL_AFTER,
+        exclusive: bool = True,
+        lease: float = DEFAULT_LEASE,
+        kinds: Iterable[AlertKind | str] | None = None,
     ) -> WatchStream[Alert]:
         """Watch for site notices: each alert once per appearance, kind included.
 
@@ -631,10 +659,38 @@ class Notifications(_Endpoint):
         Arguments as for ``Inbox.watch`` (``include_unread``: the alerts
         pending at the very first start; ``name`` defaults to ``"alerts"``).
 
+        What the server keeps decides what this stream can see: quotes are one
+        alert (``New quote``, then ``New quotes``), news and the blog show only
+        their latest post, and an alert read or cleared on the site between two
+        checks is not seen (see "Server behaviour").
+
+        Args:
+            interval: As for ``Inbox.watch``.
+            store: As for ``Inbox.watch``.
+            include_unread: The alerts pending at the very first start.
+            name: The cursor's name in the store (default ``"alerts"``).
+            fail_after: As for ``Inbox.watch``.
+            exclusive: As for ``Inbox.watch``.
+            lease: As for ``Inbox.watch``.
+            kinds: The alert kinds to yield (``AlertKind`` or its value). By
+                default every kind but the counters ``Inbox`` and ``Torrents``
+                ("You have 3 new messages"), which repeat what ``watch()`` and
+                ``watch_torrents()`` yield.
+
         Raises:
             ValueError: An argument is invalid.
         """
-        return self._stream("alerts", interval, store, include_unread, name)
+        return self._stream(
+            "alerts",
+            interval=interval,
+            store=store,
+            include_unread=include_unread,
+            name=name,
+            fail_after=fail_after,
+            exclusive=exclusive,
+            lease=lease,
+            kinds=kinds,
+        )
 
     async def alerts(self) -> dict[str, Alert]:
         """Fetch pending pop-up notices, keyed by type name (``{}`` if none)."""

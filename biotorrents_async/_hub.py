@@ -31,8 +31,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._pacing import background
+from ._pacing import LocalPacer, background
 from ._policy import RateLimit
+from ._stores import MemoryStore
 from ._trackers import AlertTracker, ListingTracker, TorrentTracker
 from .exceptions import (
     ApiError,
@@ -53,6 +54,8 @@ T = TypeVar("T")
 #: Every how many rounds a listing takes a round's place, for what the counters
 #: cannot show (something read on the site between two checks).
 RESYNC = 30
+#: The store entry where the client's held places wait for the next process.
+PLACES = "pacer-places"
 #: The longest pause between two tries of a failing check, before its jitter.
 BACKOFF_MAX = 300.0
 #: Errors that waiting cannot fix: the streams they concern end with them.
@@ -85,6 +88,8 @@ class WatchHub:
         torrents: ``client.notifications.torrents`` (by page number).
         alerts: ``client.notifications.alerts``.
         closed: Whether the client is closed.
+        pacer: The client's pacer (its places travel with a persistent store).
+        interval: The client's default interval (``watch_interval=``).
     """
 
     def __init__(
@@ -95,12 +100,18 @@ class WatchHub:
         torrents: Callable[[int], Awaitable[Page[TorrentNotification]]],
         alerts: Callable[[], Awaitable[dict[str, Alert]]],
         closed: Callable[[], bool],
+        pacer: Callable[[], Any] = lambda: None,
+        interval: float | None = None,
     ) -> None:
         self._index = index
         self._conversations = conversations
         self._torrents = torrents
         self._alerts = alerts
         self._closed = closed
+        self._pacer = pacer
+        self.interval = interval
+        """The client's default interval for its streams (``None``: the rule's)."""
+        self._places_restored = False
         self._streams: list[WatchStream[Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -114,6 +125,7 @@ class WatchHub:
         self._failures: dict[str, int] = {}
         self._not_before: dict[str, float] = {}  # monotonic time of the next try
         self._unread: int | None = None  # conversations unread at the last index
+        self._flags = (False, False, False)  # news, blog, subscriptions
         self.checks: deque[str] = deque(maxlen=1000)
         """The latest checks done, in order (for tests and curious users)."""
 
@@ -146,6 +158,29 @@ class WatchHub:
             await asyncio.gather(task, return_exceptions=True)
         for stream in self._streams:
             stream._end()
+
+    async def restore_places(self, store: Any) -> None:
+        """Count the places a previous process's last requests still hold.
+
+        Saved with the cursors at a clean stop (under ``PLACES``), so that a bot
+        restarted at once does not send into a full window.
+        """
+        pacer = self._pacer()
+        if self._places_restored or not isinstance(pacer, LocalPacer):
+            return
+        if isinstance(store, MemoryStore):
+            return
+        self._places_restored = True
+        saved = await store.load(PLACES)
+        times = saved.get("answers") if isinstance(saved, dict) else None
+        if isinstance(times, list):
+            pacer.restore([t for t in times if isinstance(t, int | float)])
+
+    async def save_places(self, store: Any) -> None:
+        """Keep the places still held with the cursors (a clean stop)."""
+        pacer = self._pacer()
+        if isinstance(pacer, LocalPacer) and not isinstance(store, MemoryStore):
+            await store.save(PLACES, {"answers": pacer.snapshot()})
 
     def _of(self, kind: str) -> list[WatchStream[Any]]:
         return [s for s in self._streams if s.kind == kind]
@@ -247,6 +282,7 @@ class WatchHub:
             # Transient (the session already retried): do the same work again,
             # once this check's own backoff has passed.
             self._owe(check)
+            self._polled(check, exc)
             failures = self._failures[check] = self._failures.get(check, 0) + 1
             interval = min((s.interval for s in self._streams), default=1.0)
             pause = min(interval * 2**failures, BACKOFF_MAX) * (1 + random.random())
@@ -257,7 +293,15 @@ class WatchHub:
             return False
         self._failures.pop(check, None)
         self._not_before.pop(check, None)
+        self._polled(check, None)
         return True
+
+    def _polled(self, check: str, error: BaseException | None) -> None:
+        for kind in _FEEDS[check]:
+            for stream in self._of(kind):
+                stream._polled(error)
+                if stream._error is not None:  # gave up (fail_after)
+                    self._streams.remove(stream)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -289,6 +333,22 @@ class WatchHub:
                         "torrents", lambda: self._list("torrents", True)
                     )
             self._unread = messages
+            # News, the blog and subscriptions are flagged by index too: an
+            # alert for one of them is read in this round, not when the
+            # rotation comes to it (the server shows only the latest news post,
+            # so a slow look can miss one). Quotes are not flagged.
+            flags = (
+                me.notifications.new_announcement,
+                me.notifications.new_blog,
+                me.notifications.new_subscriptions,
+            )
+            raised = any(
+                flag and not before
+                for flag, before in zip(flags, self._flags, strict=True)
+            )
+            self._flags = flags
+            if raised and self._of("alerts") and self._ready("alerts", now):
+                await self._attempt("alerts", functools.partial(self._do, "alerts"))
         elif check == "alerts":
             alerts = await self._alerts()
             for stream in self._of("alerts"):
@@ -363,7 +423,8 @@ class WatchHub:
                     tracker.verify = oldest[n]
                     self._owe(kind)
                 total += len(found[n])
-                stream._push(tracker.accept(found[n]))
+                events = tracker.classify(found[n])
+                stream._push(tracker.accept(found[n]), events)
             else:
                 backlog = []
                 if tracker.include_unread:
@@ -375,7 +436,8 @@ class WatchHub:
                     # this first start is still new.
                     await stream._save()
                 finally:
-                    stream._push(items)  # a failed save must not lose the backlog
+                    # A failed save must not lose the backlog.
+                    stream._push(items, ["new"] * len(items))
         if expected and not total and any(t.started for t in trackers):
             logger.warning(
                 "watch: the counters say there is something new in %s, but the "

@@ -8,23 +8,75 @@ stream closes cleanly; only then is it written to the cursor store. The hub
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as _dt
+import hashlib
+import itertools
+import logging
+import math
+import os
+import secrets
+import socket
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
+import attrs
+
 from ._hub import default_interval
 from ._policy import RateLimit
-from ._stores import CursorStore, MemoryStore
-from ._trackers import TRACKERS, Tracker
-from .exceptions import ArgumentError
+from ._stores import CursorStore, LeasedStore, MemoryStore
+from ._trackers import COUNTERS, TRACKERS, Tracker
+from .exceptions import (
+    ArgumentError,
+    LeaseLostError,
+    StoreError,
+    StreamFailedError,
+)
+from .models import Alert, ConversationSummary, TorrentNotification
 
 if TYPE_CHECKING:
     from ._hub import WatchHub
 
-__all__ = ["WatchStream", "merge_streams", "open_stream"]
+__all__ = [
+    "COUNTER_ALERTS",
+    "StreamHealth",
+    "WatchStream",
+    "item_key",
+    "merge_streams",
+    "open_stream",
+]
+
+logger = logging.getLogger("biotorrents_async.watch")
 
 T = TypeVar("T")
+
+
+#: Seconds a stream's lease lasts unless renewed (it is renewed every third of it).
+DEFAULT_LEASE = 30.0
+#: Seconds of nothing but failed polls after which a stream gives up.
+DEFAULT_FAIL_AFTER = 600.0
+#: The longest interval a stream accepts: one poll a day. Alerts the server
+#: replaces (news, the latest blog post) would be missed past that, and a
+#: larger number is a mistake (``inf`` would take a baseline and never poll).
+MAX_INTERVAL = 86400.0
+COUNTER_ALERTS = COUNTERS
+
+
+def _seconds(
+    label: str, value: Any, *, low: float, high: float, none_ok: bool = False
+) -> float | None:
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ArgumentError(f"{label} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and low < value <= high):
+        raise ValueError(
+            f"{label} must be > {low:g} and <= {high:g} seconds, got {value!r}"
+        )
+    return float(value)
 
 
 def open_stream(
@@ -36,18 +88,24 @@ def open_stream(
     store: CursorStore | None,
     include_unread: bool,
     name: str | None,
+    fail_after: float | None = DEFAULT_FAIL_AFTER,
+    exclusive: bool = True,
+    lease: float = DEFAULT_LEASE,
+    kinds: Iterable[str] | None = None,
 ) -> WatchStream[Any]:
     """Validate a ``watch*`` call's arguments and return its stream (not started).
 
     Raises:
         ValueError: An argument is out of range or of the wrong type.
+        RuntimeError: The client is closed.
     """
+    if hub._closed():
+        raise RuntimeError("the client is closed; watch with an open client")
     if interval is None:
-        interval = default_interval(rule)
-    elif isinstance(interval, bool) or not isinstance(interval, int | float):
-        raise ArgumentError(f"interval must be a number, got {type(interval).__name__}")
-    elif not interval > 0:
-        raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
+        interval = hub.interval or default_interval(rule)
+    every = _seconds("interval", interval, low=0, high=MAX_INTERVAL)
+    fail_after = _seconds("fail_after", fail_after, low=0, high=math.inf, none_ok=True)
+    lease_length = _seconds("lease", lease, low=0, high=3600)
     if store is None:
         store = MemoryStore()
     elif not callable(getattr(store, "load", None)) or not callable(
@@ -56,13 +114,64 @@ def open_stream(
         raise ArgumentError("store must have async load(name) and save(name, cursor)")
     if not isinstance(include_unread, bool):
         raise ArgumentError("include_unread must be a bool")
+    if not isinstance(exclusive, bool):
+        raise ArgumentError("exclusive must be a bool")
     if name is None:
         name = kind
     elif not isinstance(name, str) or not name:
         raise ArgumentError("name must be a non-empty str")
+    tracker: Tracker[Any] = TRACKERS[kind](include_unread)
+    if kinds is not None:
+        if isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds):
+            raise ArgumentError("kinds must be a list of alert kinds (str)")
+        tracker.kinds = frozenset(  # type: ignore[attr-defined]
+            str(getattr(k, "value", k)) for k in kinds
+        )
+    if exclusive and not isinstance(store, LeasedStore):
+        logger.warning(
+            "watch: %r has no leases (acquire/renew/release): every replica on "
+            "it yields every item; pass exclusive=False to say that is meant",
+            store,
+        )
+        exclusive = False
     return WatchStream(
-        hub, TRACKERS[kind](include_unread), name=name, interval=interval, store=store
+        hub,
+        tracker,
+        name=name,
+        interval=every or 0.0,
+        store=store,
+        fail_after=fail_after,
+        lease=lease_length if exclusive else None,
     )
+
+
+@attrs.frozen
+class StreamHealth:
+    """A stream's health at one moment (``WatchStream.health``).
+
+    Attributes:
+        kind: ``"inbox"``, ``"torrents"`` or ``"alerts"``.
+        name: The cursor's name.
+        role: ``"starting"``, ``"standby"`` (another stream holds the cursor),
+            ``"active"`` or ``"ended"``.
+        ready: Whether the stream has its baseline (or its resumed cursor) and
+            has polled once since.
+        last_success: Wall-clock time of the last successful poll for it.
+        consecutive_failures: Polls for it that failed since the last success.
+        last_error: The last error's message (redacted like every error), or
+            ``None``.
+        holder: Who holds the cursor's lease (this stream when active), or
+            ``None`` for a stream that does not take leases.
+    """
+
+    kind: str
+    name: str
+    role: str
+    ready: bool
+    last_success: _dt.datetime | None
+    consecutive_failures: int
+    last_error: str | None
+    holder: str | None
 
 
 class WatchStream(Generic[T]):
@@ -75,8 +184,16 @@ class WatchStream(Generic[T]):
             async for conversation in stream:
                 ...
 
+    Of several streams on one ``(store, name)`` (replicas of a bot), one is
+    active and the others stand by until its lease is free (see "Writing a
+    bot"), unless they were opened with ``exclusive=False``.
+
     Raises (from the iteration):
         AuthenticationError: The server refused the credentials; the stream ends.
+        ApiError: The server refuses this stream's check for good.
+        StreamFailedError: Every poll failed for ``fail_after`` seconds.
+        LeaseLostError: Another replica took the cursor over.
+        StoreError: The cursor store failed.
     """
 
     def __init__(
@@ -87,12 +204,24 @@ class WatchStream(Generic[T]):
         name: str,
         interval: float,
         store: CursorStore,
+        fail_after: float | None = DEFAULT_FAIL_AFTER,
+        lease: float | None = None,
     ) -> None:
         self._hub = hub
         self._tracker = tracker
         self.name = name
         self.interval = interval
+        self.fail_after = fail_after
         self._store = store
+        self._lease = lease
+        self._holder = (
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+            if lease is not None
+            else None
+        )
+        self._fence: int | None = None
+        self._valid_until = 0.0  # monotonic: the lease surely holds until then
+        self._lease_task: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         # Taken but never yielded (a merge ended first): these come next.
         self._returned: deque[Any] = deque()
@@ -101,6 +230,16 @@ class WatchStream(Generic[T]):
         self._started = False
         self._closed = False
         self._error: BaseException | None = None
+        self._stopped: BaseException | None = None
+        self._role = "starting"
+        self._ready = asyncio.Event()
+        self._last_success: _dt.datetime | None = None
+        self._failures = 0
+        self._failing_since: float | None = None
+        self._last_error: str | None = None
+        self._lease_holder: str | None = None
+        # Which event the latest inbox items are ("new" or "reply"), bounded.
+        self._events: dict[Any, str] = {}
 
     def __repr__(self) -> str:
         return f"<WatchStream {self.name!r} every {self.interval:g}s>"
@@ -110,12 +249,147 @@ class WatchStream(Generic[T]):
         """``"inbox"``, ``"torrents"`` or ``"alerts"``."""
         return self._tracker.kind
 
+    @property
+    def health(self) -> StreamHealth:
+        """A read-only view of how the stream is doing (for a health endpoint)."""
+        return StreamHealth(
+            kind=self.kind,
+            name=self.name,
+            role=self._role,
+            ready=self._ready.is_set(),
+            last_success=self._last_success,
+            consecutive_failures=self._failures,
+            last_error=self._last_error,
+            holder=self._lease_holder,
+        )
+
+    async def ready(self) -> None:
+        """Start the stream if needed and wait until it has its baseline.
+
+        A standby waits until it is active. Raises what ended the stream, if
+        it ended first.
+        """
+        if not self._started:
+            await self._start()
+        done = asyncio.ensure_future(self._ready.wait())
+        try:
+            while not self._ready.is_set():
+                if self._error is not None:
+                    raise self._error
+                await asyncio.wait({done}, timeout=0.05)
+        finally:
+            done.cancel()
+
+    def key(self, item: T) -> str:
+        """A stable key for the event ``item`` is (see ``item_key``)."""
+        return item_key(item)
+
+    def event(self, item: T) -> str:
+        """What ``item`` is: ``"new"``, ``"reply"``, ``"hit"`` or ``"alert"``.
+
+        ``"new"`` (a conversation) or ``"reply"`` for the inbox; ``"hit"`` for a
+        torrent, ``"alert"`` for an alert.
+
+        A conversation is ``"new"`` when its id is above every conversation id
+        the stream had met (the server numbers conversations in order), and a
+        ``"reply"`` otherwise; the ``include_unread`` backlog counts as new. It
+        answers for the latest 1,000 inbox items the stream yielded.
+        """
+        if self.kind == "torrents":
+            return "hit"
+        if self.kind == "alerts":
+            return "alert"
+        return self._events.get(item, "reply")
+
     async def _start(self) -> None:
         self._started = True
+        if self._lease is None:
+            await self._activate()
+        else:
+            self._lease_task = asyncio.create_task(
+                self._hold_lease(), name=f"biotorrents-lease-{self.name}"
+            )
+
+    async def _activate(self) -> None:
+        """Load the cursor and join the hub's polling: the stream is active."""
         cursor = await self._store.load(self.name)
         if cursor is not None:
+            found = cursor.get("kind")
+            if isinstance(found, str) and found != self.kind:
+                raise ArgumentError(
+                    f"the cursor {self.name!r} in this store belongs to a {found} "
+                    f"stream, not to a {self.kind} stream: give each its own name="
+                )
             self._tracker.load(cursor)
+        await self._hub.restore_places(self._store)
+        self._role = "active"
         self._hub.add(self)
+
+    async def _hold_lease(self) -> None:
+        """Stand by until the lease is ours, then keep it; end the stream if lost."""
+        store: LeasedStore = self._store  # type: ignore[assignment]
+        ttl, holder = self._lease or DEFAULT_LEASE, self._holder or ""
+        try:
+            announced = False
+            while True:
+                asked = time.monotonic()
+                got = await store.acquire(
+                    self.name, kind=self.kind, holder=holder, ttl=ttl
+                )
+                if got.fence is not None:
+                    break
+                self._role, self._lease_holder = "standby", got.holder
+                if not announced:
+                    announced = True
+                    logger.info(
+                        "watch: the %s cursor %r is held by %s for %.1fs more; "
+                        "standing by",
+                        self.kind,
+                        self.name,
+                        got.holder,
+                        got.expires_in,
+                    )
+                # Checked every second at most: the holder's clean stop frees
+                # the lease at once, and the takeover should follow soon.
+                await asyncio.sleep(min(max(got.expires_in, 0.01), ttl / 3, 1.0))
+            self._fence, self._valid_until = got.fence, asked + ttl
+            self._lease_holder = holder
+            if announced:
+                logger.info("watch: took over the %s cursor %r", self.kind, self.name)
+            await self._activate()
+            while True:
+                await asyncio.sleep(ttl / 3)
+                await self._renew()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._hub.remove(self)
+            self._fail(exc)
+
+    async def _renew(self) -> None:
+        store: LeasedStore = self._store  # type: ignore[assignment]
+        ttl = self._lease or DEFAULT_LEASE
+        asked = time.monotonic()
+        try:
+            renewed = await store.renew(
+                self.name, holder=self._holder or "", fence=self._fence or 0, ttl=ttl
+            )
+        except StoreError:
+            if time.monotonic() < self._valid_until:
+                return  # tried again at the next renewal, still in time
+            raise
+        if not renewed:
+            raise _lost(self.name)
+        self._valid_until = asked + ttl
+
+    async def _check_lease(self) -> None:
+        """Before an item goes out: a lease that may have lapsed is renewed first.
+
+        A stream paused past its lease (``SIGSTOP``, a VM pause) wakes up with
+        items queued; none of them is yielded unless the lease still holds.
+        """
+        if self._fence is not None and time.monotonic() >= self._valid_until:
+            await self._renew()
 
     def __aiter__(self) -> Self:
         return self
@@ -132,6 +406,10 @@ class WatchStream(Generic[T]):
             raise StopAsyncIteration
         if not self._started:
             await self._start()
+        if self._stopped is not None:
+            # Ended by its cursor (taken over, or the store failed): what is
+            # still queued is not yielded, and comes again after a restart.
+            raise self._stopped
         while True:
             if self._returned:
                 raw = self._returned.popleft()
@@ -145,7 +423,19 @@ class WatchStream(Generic[T]):
             if self._error is not None:
                 raise self._error
             raise StopAsyncIteration
+        try:
+            await self._check_lease()
+        except BaseException as exc:
+            self._returned.appendleft(raw)  # not handed over: it comes again
+            await self._stop_with(exc)
+            raise
         return raw
+
+    async def _stop_with(self, exc: BaseException) -> None:
+        if isinstance(exc, Exception) and self._stopped is None:
+            self._error = self._stopped = exc
+            self._role = "ended"
+            await self._hub.remove(self)
 
     def _hold(self, item: Any) -> None:
         self._in_hand, self._has_in_hand = item, True
@@ -157,23 +447,53 @@ class WatchStream(Generic[T]):
 
     async def _save(self) -> None:
         """Write the cursor (after a baseline: the start is remembered)."""
-        await self._store.save(self.name, self._tracker.cursor())
+        cursor = {**self._tracker.cursor(), "kind": self.kind}
+        if self._fence is None:
+            await self._store.save(self.name, cursor)
+        else:
+            await self._store.save(self.name, cursor, fence=self._fence)  # type: ignore[call-arg]
 
     async def _hand_over(self) -> None:
         # The consumer asked for more (or closes cleanly): the item it held is
         # handed over; the cursor says so before anything else happens.
         if self._has_in_hand:
             self._has_in_hand = False
-            self._tracker.handed_over(self._in_hand)
-            await self._save()
+            item = self._in_hand
+            self._tracker.handed_over(item)
+            try:
+                await self._save()
+            except Exception as exc:
+                # Refused (another replica took over) or failed: the stream ends
+                # with the error; the item was not saved as handed over.
+                await self._stop_with(exc)
+                raise
 
     async def aclose(self) -> None:
-        """Stop watching; the item last yielded counts as handed over."""
+        """Stop watching; the item last yielded counts as handed over.
+
+        The lease (if any) is released with the last save, so a standby takes
+        over at once.
+        """
         if self._closed:
             return
         self._closed = True
         await self._hub.remove(self)
-        await self._hand_over()
+        try:
+            if self._error is None:
+                await self._hand_over()
+                await self._hub.save_places(self._store)
+        finally:
+            self._role = "ended"
+            task, self._lease_task = self._lease_task, None
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            if self._fence is not None and self._holder is not None:
+                fence, self._fence = self._fence, None
+                with contextlib.suppress(StoreError):  # it expires on its own
+                    await self._store.release(  # type: ignore[attr-defined]
+                        self.name, holder=self._holder, fence=fence
+                    )
 
     async def __aenter__(self) -> Self:
         if not self._started:
@@ -194,16 +514,77 @@ class WatchStream(Generic[T]):
 
     # --- fed by the hub -----------------------------------------------------------
 
-    def _push(self, items: Sequence[Any]) -> None:
-        for item in items:
+    def _push(self, items: Sequence[Any], events: Sequence[str] = ()) -> None:
+        for item, event in itertools.zip_longest(items, events):
+            if event is not None:
+                self._events[item] = event
+                if len(self._events) > 1000:  # the oldest go first
+                    del self._events[next(iter(self._events))]
             self._queue.put_nowait(item)
+
+    def _polled(self, error: BaseException | None) -> None:
+        """A poll for this stream ended (``error``: it failed)."""
+        if error is None:
+            self._last_success = _dt.datetime.now(_dt.UTC)
+            self._failures, self._failing_since = 0, None
+            if self._tracker.started:
+                self._ready.set()
+            return
+        self._failures += 1
+        self._last_error = str(error)
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if self.fail_after is not None and now - self._failing_since >= self.fail_after:
+            failed = StreamFailedError(
+                f"every poll of the {self.kind} stream {self.name!r} failed for "
+                f"{self.fail_after:g}s; the last: {error}"
+            )
+            failed.__cause__ = error
+            self._fail(failed)
 
     def _fail(self, error: BaseException) -> None:
         self._error = error
+        self._role = "ended"
+        self._last_error = str(error)
         self._queue.put_nowait(_END)
 
     def _end(self) -> None:
+        self._role = "ended"
         self._queue.put_nowait(_END)
+
+
+def item_key(item: Any) -> str:
+    """A stable key for the event a yielded item is: the same in every process.
+
+    - a conversation: ``inbox:<conv_id>:<date>`` (a reply moves the date: a new
+      key);
+    - a torrent hit: ``torrent:<torrent_id>`` (the server lists a torrent once);
+    - an alert: ``alert:<kind>:<id>:<digest of its message and link>`` (an alert
+      that goes away and comes back with the same text has the same key).
+
+    Use it as an idempotency key where you post items (a webhook, a chat), so
+    that the one item in hand after a crash, which comes again, is dropped.
+
+    Raises:
+        ArgumentError: ``item`` is not a conversation, torrent hit or alert.
+    """
+    if isinstance(item, ConversationSummary):
+        date = item.date.isoformat() if item.date else ""
+        return f"inbox:{item.conv_id}:{date}"
+    if isinstance(item, TorrentNotification):
+        return f"torrent:{item.torrent_id}"
+    if isinstance(item, Alert):
+        digest = hashlib.sha256(f"{item.message}\n{item.url}".encode()).hexdigest()
+        return f"alert:{item.kind}:{item.id}:{digest[:12]}"
+    raise ArgumentError(f"no key for a {type(item).__name__}")
+
+
+def _lost(name: str) -> LeaseLostError:
+    return LeaseLostError(
+        f"the cursor {name!r} was taken over by another stream (this one was "
+        "paused past its lease): it yields nothing more"
+    )
 
 
 _END: Any = object()

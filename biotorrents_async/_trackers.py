@@ -34,6 +34,9 @@ Cursor = dict[str, Any]
 #: of conversations: far more than a clock step or a catch-up moves.
 HORIZON = 500
 _EPOCH = _dt.datetime.min
+#: The alerts that only count what the other streams yield ("You have 3 new
+#: messages"); an alert stream leaves them out unless its ``kinds`` name them.
+COUNTERS = frozenset({"Inbox", "Torrents"})
 
 
 class Tracker(Generic[T]):
@@ -146,6 +149,10 @@ class ListingTracker(Tracker[T]):
             return True
         return self.is_new(oldest)
 
+    def classify(self, items: Sequence[T]) -> list[str]:
+        """What each of ``items`` (found new) is, oldest first: see the subclass."""
+        return []
+
     def accept(self, items: Sequence[T]) -> list[T]:
         """Remember ``items`` as detected; return them oldest first."""
         ordered = sorted(items, key=self.order)
@@ -235,6 +242,31 @@ class InboxTracker(ListingTracker[ConversationSummary]):
     kind = "inbox"
     page_size = 25
 
+    def __init__(self, include_unread: bool) -> None:
+        super().__init__(include_unread)
+        # The highest conversation id met: the server numbers conversations in
+        # order, so a conversation above it is new, one at or below a reply.
+        self.high = 0
+
+    def classify(self, items: Sequence[ConversationSummary]) -> list[str]:
+        ordered = sorted(items, key=self.order)
+        return ["new" if i.conv_id > self.high else "reply" for i in ordered]
+
+    def accept(self, items: Sequence[ConversationSummary]) -> list[ConversationSummary]:
+        self.high = max([self.high, *(i.conv_id for i in items)])
+        return super().accept(items)
+
+    def cursor(self) -> Cursor:
+        return {**super().cursor(), "high": self.high}
+
+    def load(self, cursor: Cursor) -> None:
+        super().load(cursor)
+        high = cursor.get("high")
+        if isinstance(high, int):
+            self.high = high
+        else:  # a cursor of release 0.x: the highest id it remembers
+            self.high = max([0, *(ident[0] for ident in self.seen.items)])  # type: ignore[index]
+
     @staticmethod
     def order(item: ConversationSummary) -> _dt.datetime:
         return item.date or _EPOCH
@@ -315,12 +347,19 @@ class AlertTracker(Tracker[Alert]):
 
     def __init__(self, include_unread: bool) -> None:
         super().__init__(include_unread)
+        #: The kinds to yield; ``None``: all but the counters (``COUNTERS``).
+        self.kinds: frozenset[str] | None = None
         self.pending: list[list[Hashable]] = []  # at the last check
         self.done: list[list[Hashable]] = []  # handed over, and still pending
         self.pruned = False  # the last check forgot a handed-over alert
 
     def check(self, alerts: dict[str, Alert]) -> list[Alert]:
-        current = list(alerts.values())
+        kinds = self.kinds
+        current = [
+            a
+            for k, a in alerts.items()
+            if (k in kinds if kinds is not None else k not in COUNTERS)
+        ]
         keys = [_alert_key(a) for a in current]
         if not self.started:
             # First start with an empty store: what is pending now is the past,

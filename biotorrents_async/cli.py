@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -31,7 +32,7 @@ from ._output import Progress, describe_rule, emit
 from ._pacing import LocalPacer
 from ._redis import salted
 from ._stores import FileStore
-from ._stream import WatchStream, merge_streams
+from ._stream import MAX_INTERVAL, WatchStream, merge_streams
 from .exceptions import BioTorrentsError
 from .models import AlertKind, Box, Page, SearchType
 
@@ -296,8 +297,12 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    # inf would take a baseline and never poll again; a day is the most a
+    # stream accepts (see MAX_INTERVAL).
+    if not (math.isfinite(value) and 0 < value <= MAX_INTERVAL):
+        raise argparse.ArgumentTypeError(
+            f"expected seconds > 0 and <= {MAX_INTERVAL:g}, got {text!r}"
+        )
     return value
 
 
@@ -636,7 +641,12 @@ async def run_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
             ]
             async for stream, item in merge_streams(*streams):
                 # The same shape as --json and as to_dict() in Python.
-                line = {"stream": stream.kind, "item": to_dict(item)}
+                line = {
+                    "stream": stream.kind,
+                    "event": stream.event(item),
+                    "key": stream.key(item),
+                    "item": to_dict(item),
+                }
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
                 out.flush()
 

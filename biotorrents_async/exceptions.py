@@ -11,7 +11,11 @@ Everything the library raises on purpose derives from ``BioTorrentsError``:
     ├── TransportError             connection errors and timeouts, after retries
     ├── ResponseError              a body that is not the JSON the action promises
     │   └── LegacyApiUnavailableError   the server speaks the newer JSON:API instead
-    └── SharedStoreError           Redis (RedisPacer, RedisStore) failed or is gone
+    ├── StoreError                 a store behind a stream or a pacer failed
+    │   ├── CursorFileError        a FileStore's file (no folder, read-only, not SQLite)
+    │   └── SharedStoreError       Redis (RedisPacer, RedisStore) failed or is gone
+    ├── LeaseLostError             another replica took over a stream's cursor
+    └── StreamFailedError          every poll of a stream failed for ``fail_after``
 
 Invalid arguments raise ``ValueError`` before anything is sent; an argument of the
 wrong type raises ``ArgumentError``, which is both a ``ValueError`` and a
@@ -29,11 +33,15 @@ __all__ = [
     "AuthenticationError",
     "BioTorrentsError",
     "CookiesRequiredError",
+    "CursorFileError",
+    "LeaseLostError",
     "LegacyApiUnavailableError",
     "NotFoundError",
     "SharedStoreError",
     "RateLimitError",
     "ResponseError",
+    "StoreError",
+    "StreamFailedError",
     "TransportError",
 ]
 
@@ -137,7 +145,41 @@ class LegacyApiUnavailableError(ResponseError):
     """
 
 
-class SharedStoreError(BioTorrentsError):
+class StoreError(BioTorrentsError):
+    """A store behind a watch stream or a pacer failed; the cause is chained.
+
+    A watch stream checks its store when it starts, before any item: a store
+    that cannot be used ends the stream then, and a save that fails later ends
+    it with the item in hand not handed over (it comes again after a restart).
+    """
+
+
+class CursorFileError(StoreError):
+    """A ``FileStore``'s file cannot be used: the message names the path and cause.
+
+    A folder that does not exist, a read-only file or folder, a file that is not
+    SQLite, a disk that is full.
+    """
+
+
+class LeaseLostError(BioTorrentsError):
+    """Another replica took over this watch stream's cursor; the stream ends.
+
+    The stream was paused past its lease (a long GC pause, ``SIGSTOP``, a
+    stalled disk, a VM pause) and another process or host took the cursor over:
+    its saves are refused (the fence number moved on), so it yields nothing more.
+    """
+
+
+class StreamFailedError(BioTorrentsError):
+    """Every poll of a watch stream failed for ``fail_after`` seconds.
+
+    The last error is chained as ``__cause__``: a wrong ``base_url`` (a closed
+    port, a server that answers 404 to everything) or a long outage.
+    """
+
+
+class SharedStoreError(StoreError):
     """Redis, behind a ``RedisPacer`` or ``RedisStore``, failed or is unreachable.
 
     For pacing, nothing was sent: without the shared state the client cannot know

@@ -115,8 +115,6 @@ async def run(args: argparse.Namespace) -> None:
         client.notifications.watch_alerts(store=store, interval=interval) as alerts,
     ):
         async for _, item in merge_streams(inbox, hits, alerts):
-            if isinstance(item, Alert) and item.kind in ("Inbox", "Torrents"):
-                continue  # the counters of what the other two streams send
             await forward(item, args.webhook, http)
 
 

@@ -228,6 +228,9 @@ def test_bad_arguments_exit_2_with_one_line(
         ["index", "--rate-limit", "x"],
         ["recents", "2", "--limit", "51"],
         ["index", "--base-url", "ftp://bio.example"],
+        ["watch", "--interval", "inf"],
+        ["watch", "--interval", "1e400"],
+        ["watch", "--interval", "86401"],
     ):
         with pytest.raises(SystemExit) as info:
             main(argv)
@@ -390,6 +393,10 @@ def test_watch_prints_json_lines_and_resumes_from_its_store(tmp_path: Path) -> N
         assert watch.returncode == 0, err
         lines = [json.loads(line) for line in out.splitlines()]
         assert {line["stream"] for line in lines} == {"inbox", "torrents", "alerts"}
+        # A stable key and what happened, for the receiver of each line.
+        assert len({line["key"] for line in lines}) == len(lines)
+        assert {line["event"] for line in lines} <= {"new", "reply", "hit", "alert"}
+        assert {"new", "reply"} <= {line["event"] for line in lines}
         first = _identities(lines)
         assert len(first) == len([d for d in lines if d["stream"] != "alerts"])
         time.sleep(1)  # more arrives while it is down

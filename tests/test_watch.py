@@ -29,6 +29,7 @@ from biotorrents_async import (
     RetryPolicy,
     SharedStoreError,
     WatchStream,
+    item_key,
     merge_streams,
 )
 from biotorrents_async.testing import FakeBioTorrents, FakeConversation, Fault
@@ -106,9 +107,32 @@ async def started(client: BioTorrentsClient, *streams: WatchStream[Any]) -> None
 
 
 async def crash(client: BioTorrentsClient, stream: WatchStream[Any]) -> None:
-    """The process dies: nothing is closed, nothing more is saved."""
+    """The process dies: nothing is closed, nothing more is saved.
+
+    Its lease is left to run out; these tests skip the wait (the lease tests
+    measure it with real processes).
+    """
     await client._hub.remove(stream)
+    if stream._lease_task is not None:
+        stream._lease_task.cancel()
+        await asyncio.gather(stream._lease_task, return_exceptions=True)
     await client.aclose()
+    await expire_lease(stream._store, stream.name)
+
+
+async def expire_lease(store: Any, name: str) -> None:
+    """As if the dead holder's lease had run out."""
+    if isinstance(store, MemoryStore):
+        store._leases[name][3] = 0.0
+    elif isinstance(store, FileStore):
+        await asyncio.to_thread(
+            store._transaction,
+            lambda c: c.execute(
+                "UPDATE leases SET expires = 0 WHERE name = ?", (name,)
+            ),
+        )
+    elif isinstance(store, RedisStore):
+        await store._redis.delete(store._key(name, ":lease"))
 
 
 async def after_restart(
@@ -417,11 +441,11 @@ class FlakyStore(MemoryStore):
         super().__init__()
         self.failed = False
 
-    async def save(self, name: str, cursor: Any) -> None:
+    async def save(self, name: str, cursor: Any, *, fence: int | None = None) -> None:
         if not self.failed:
             self.failed = True
             raise SharedStoreError("store unreachable")
-        await super().save(name, cursor)
+        await super().save(name, cursor, fence=fence)
 
 
 @pytest.mark.parametrize("kind", ["inbox", "alerts"])
@@ -443,7 +467,9 @@ async def test_a_failed_first_save_loses_no_backlog(
             stream = client.notifications.watch_alerts(
                 interval=INTERVAL, store=store, include_unread=True
             )
-            expected = len(await client.notifications.alerts())
+            # Every alert but the counters (they repeat the other streams).
+            pending = await client.notifications.alerts()
+            expected = len(set(pending) - {"Inbox", "Torrents"})
         consumer = Consumer(stream, client)
         await consumer.wait_for(expected)
         await asyncio.sleep(INTERVAL * 4)
@@ -1399,3 +1425,83 @@ async def test_a_consumer_slower_than_an_interval_gets_no_alert_again(
             await asyncio.sleep(INTERVAL * 5)
             assert stream._queue.empty()
         assert sorted(got) == ["Collages", "Global", "StaffPM"]
+
+
+async def test_each_item_has_a_stable_key_and_says_what_it_is(
+    fake: FakeBioTorrents,
+) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        inbox = client.inbox.watch(interval=INTERVAL)
+        async with inbox:
+            await inbox.ready()
+            new = fake.data.add_conversation("Hello", sender=3, recipient=2)
+            first = await anext(inbox)
+            old = fake.data.conversations[5]  # there before the stream started
+            fake.data.add_reply(old, sender=_other(old))
+            second = await anext(inbox)
+            fake.data.add_reply(new, sender=3)
+            third = await anext(inbox)
+            assert [(c.conv_id, inbox.event(c)) for c in (first, second, third)] == [
+                (new.id, "new"),
+                (old.id, "reply"),
+                (new.id, "reply"),
+            ]
+            keys = [inbox.key(c) for c in (first, second, third)]
+            assert keys[0] == f"inbox:{new.id}:{first.date.isoformat()}"  # type: ignore[union-attr]
+            assert len(set(keys)) == 3  # a reply is another event
+    # The same event has the same key in any process: it is made of the item.
+    assert item_key(first) == keys[0]
+    with pytest.raises(ValueError, match="no key"):
+        item_key(object())
+
+
+async def test_the_alert_stream_leaves_the_counters_out_unless_asked(
+    fake: FakeBioTorrents,
+) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        default = client.notifications.watch_alerts(interval=INTERVAL)
+        counters = client.notifications.watch_alerts(
+            interval=INTERVAL, kinds=["Inbox"], store=MemoryStore()
+        )
+        async with default, counters:
+            await default.ready()
+            await counters.ready()
+            fake.data.add_conversation("Hi", sender=3, recipient=2)
+            fake.data.add_alert(2, "StaffPM", "Staff", "staffpm.php")
+            got = await anext(default)
+            inbox = await anext(counters)
+            await asyncio.sleep(INTERVAL * 6)
+            assert got.kind == "StaffPM"
+            assert default._queue.empty()  # no "You have a new message"
+            assert inbox.kind == "Inbox"
+            assert counters._queue.empty()  # and nothing but Inbox
+
+
+async def test_a_news_alert_flagged_by_index_comes_in_the_same_round(
+    fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("biotorrents_async._hub.RESYNC", 10**9)
+    mark_all_read(fake)  # a quiet account: index and alerts take turns
+    fake.data.users[2].last_read_news = max(n for n, _ in fake.data.news)
+    async with client_for(fake) as client:
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        alerts = Consumer(client.notifications.watch_alerts(interval=INTERVAL), client)
+        await started(client, inbox.stream, alerts.stream)
+        for n in range(4):
+            # Land it right after an alerts check: only index can see it early.
+            async with asyncio.timeout(5):
+                while client._hub.checks[-1] != "alerts":  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
+            injected = client._hub._round
+            fake.data.add_news(f"Maintenance {n}")
+            await alerts.wait_for(n + 1)
+            assert alerts.items[-1][1].kind == "News"
+            assert alerts.items[-1][0] - injected <= 1  # the next round, index
+            fake.data.users[2].last_read_news = fake.data.news[-1][0]  # read it
+            async with asyncio.timeout(5):
+                while client._hub._flags[0]:  # noqa: ASYNC110 - index saw it read
+                    await asyncio.sleep(0.001)
+        await inbox.stop()
+        await alerts.stop()

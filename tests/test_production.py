@@ -1,0 +1,307 @@
+"""What a bot in production needs of its streams: failures that reach a person,
+health, stores that fail clearly, refused misuse, a restart that keeps the rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from support import free_port
+
+from biotorrents_async import (
+    BioTorrentsClient,
+    CursorFileError,
+    FileStore,
+    MemoryStore,
+    RateLimit,
+    ResponseError,
+    RetryPolicy,
+    StoreError,
+    StreamFailedError,
+    TransportError,
+)
+from biotorrents_async.testing import FakeBioTorrents, Fault
+
+RULE = RateLimit(2, 0.02)
+INTERVAL = 0.05
+FAST = RetryPolicy(attempts=2, backoff_initial=0.005, backoff_max=0.01)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBioTorrents]:
+    async with FakeBioTorrents(rate_limit=RULE) as server:
+        for conv in server.data.conversations.values():
+            conv.unread_for.discard(2)
+        yield server
+
+
+def client_for(fake: FakeBioTorrents, **kwargs: Any) -> BioTorrentsClient:
+    options: dict[str, Any] = {
+        "cookies": fake.cookies,
+        "base_url": fake.url,
+        "rate_limit": RULE,
+        "retry": FAST,
+    }
+    options.update(kwargs)
+    return BioTorrentsClient(fake.token, **options)
+
+
+# --- failures that reach a person ------------------------------------------------
+
+
+async def test_a_closed_port_ends_the_stream_after_fail_after() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with BioTorrentsClient(
+        "t" * 32, base_url=url, rate_limit=RULE, retry=FAST
+    ) as client:
+        stream = client.notifications.watch_alerts(interval=INTERVAL, fail_after=0.5)
+        started = time.monotonic()
+
+        async def read_all() -> None:
+            async with stream:
+                async for _ in stream:
+                    pass
+
+        async with asyncio.timeout(10):
+            with pytest.raises(StreamFailedError) as caught:
+                await read_all()
+        assert 0.5 <= time.monotonic() - started < 5
+        assert isinstance(caught.value.__cause__, TransportError)
+        assert stream.health.role == "ended"
+
+
+async def test_a_server_that_answers_404_to_everything_ends_the_stream() -> None:
+    async def not_found(request: web.Request) -> web.Response:
+        return web.Response(
+            status=404, text="<html>Not Found</html>", content_type="text/html"
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with BioTorrentsClient(
+            "t" * 32, base_url=f"http://127.0.0.1:{port}", rate_limit=RULE, retry=FAST
+        ) as client:
+            stream = client.inbox.watch(interval=INTERVAL, fail_after=0.5)
+            async with asyncio.timeout(10):
+                with pytest.raises(StreamFailedError) as caught:
+                    await stream.ready()
+            assert isinstance(caught.value.__cause__, ResponseError)
+            await stream.aclose()
+    finally:
+        await runner.cleanup()
+
+
+async def test_fail_after_none_waits_for_ever(fake: FakeBioTorrents) -> None:
+    async with client_for(fake) as client:
+        stream = client.inbox.watch(interval=INTERVAL, fail_after=None)
+        await stream.ready()
+        fake.faults.schedule(*[Fault.HTML_ERROR] * 300)
+        await asyncio.sleep(1.0)
+        assert stream.health.consecutive_failures > 0
+        assert stream.health.role == "active"  # still trying
+        fake.faults.clear()
+        made = fake.data.add_conversation("Back", sender=3, recipient=2)
+        async with asyncio.timeout(30):
+            async with stream:
+                item = await anext(stream)
+        assert item.conv_id == made.id
+
+
+async def test_health_says_how_a_stream_is_doing(fake: FakeBioTorrents) -> None:
+    async with client_for(fake) as client:
+        store = MemoryStore()
+        active = client.inbox.watch(interval=INTERVAL, store=store)
+        assert active.health.role == "starting"
+        assert not active.health.ready
+        await active.ready()
+        health = active.health
+        assert (health.role, health.ready, health.consecutive_failures) == (
+            "active",
+            True,
+            0,
+        )
+        assert health.last_success is not None
+        assert health.holder is not None
+        other = client.inbox.watch(interval=INTERVAL, store=store)
+        async with other:
+            async with asyncio.timeout(5):
+                while other.health.role != "standby":  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            assert other.health.holder == health.holder  # who holds it
+            fake.faults.schedule(
+                Fault.HTML_ERROR, Fault.HTML_ERROR, Fault.HTML_ERROR, action="index"
+            )
+            async with asyncio.timeout(5):
+                while active.health.consecutive_failures == 0:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            assert "HTTP 500" in (active.health.last_error or "")
+            await active.aclose()
+            # A clean stop hands the cursor over at once.
+            await asyncio.wait_for(other.ready(), 5)
+            assert other.health.role == "active"
+
+
+async def test_backoff_is_announced_once_and_kept(
+    fake: FakeBioTorrents, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with client_for(fake, retry=RetryPolicy.none()) as client:
+        stream = client.inbox.watch(interval=INTERVAL)
+        await stream.ready()
+        with caplog.at_level(logging.WARNING, logger="biotorrents_async.watch"):
+            failed_at = len(fake.requests)
+            fake.faults.schedule(Fault.HTML_ERROR, action="index")
+            async with asyncio.timeout(5):
+                while not any("next try in" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            (record,) = [r for r in caplog.records if "next try in" in r.getMessage()]
+            pause = float(record.getMessage().rsplit("next try in ", 1)[1].rstrip("s"))
+            await asyncio.sleep(pause + INTERVAL * 4)
+        index_times = [r.time for r in fake.requests[failed_at:] if r.action == "index"]
+        # The next index request comes no earlier than announced.
+        assert index_times[1] - index_times[0] >= pause * 0.95
+        await stream.aclose()
+
+
+# --- stores that fail clearly -------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["no folder", "read-only", "not sqlite"])
+async def test_an_unusable_cursor_file_fails_at_the_start(
+    fake: FakeBioTorrents, tmp_path: Path, case: str
+) -> None:
+    if case == "no folder":
+        path = tmp_path / "missing" / "bot.db"
+        cause = "folder does not exist"
+    elif case == "read-only":
+        path = tmp_path / "bot.db"
+        FileStore(path)._transaction(lambda c: None)  # an existing, empty store
+        path.chmod(0o400)
+        if os.geteuid() == 0:  # root writes past the mode: make it immutable
+            subprocess.run(["chattr", "+i", str(path)], check=True)  # noqa: S603, S607, ASYNC221
+        cause = "read-only"
+    else:
+        path = tmp_path / "bot.db"
+        path.write_text("these are my notes, not a database\n" * 10)
+        cause = "not a SQLite database"
+    async with client_for(fake) as client:
+        sent = len(fake.requests)
+        stream = client.inbox.watch(interval=INTERVAL, store=FileStore(path))
+        async with asyncio.timeout(5):
+            with pytest.raises(CursorFileError) as caught:
+                await stream.ready()
+        assert str(path) in str(caught.value)
+        assert cause in str(caught.value)
+        assert isinstance(caught.value, StoreError)
+        assert len(fake.requests) == sent  # nothing polled for it
+    if case == "read-only" and os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], check=True)  # noqa: S603, S607, ASYNC221
+
+
+async def test_a_save_that_fails_mid_run_ends_the_stream(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    path = tmp_path / "bot.db"
+    async with client_for(fake) as client:
+        stream = client.inbox.watch(interval=INTERVAL, store=FileStore(path))
+        async with stream:
+            await stream.ready()
+            made = {
+                fake.data.add_conversation(f"C{n}", sender=3, recipient=2).id
+                for n in range(2)
+            }
+            first = await anext(stream)
+            # The disk goes away under the bot.
+            connection = sqlite3.connect(path)
+            connection.execute("DROP TABLE cursors")
+            connection.execute("CREATE TABLE cursors (name TEXT)")  # wrong shape
+            connection.commit()
+            connection.close()
+            with pytest.raises(CursorFileError):
+                await anext(stream)
+            with pytest.raises(CursorFileError):
+                await anext(stream)  # ended: nothing more
+        assert first.conv_id in made  # the other one never came
+
+
+# --- misuse ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interval", [float("inf"), 1e400, float("nan"), 86401, 0, -1])
+async def test_absurd_intervals_are_refused(
+    fake: FakeBioTorrents, interval: float
+) -> None:
+    async with client_for(fake) as client:
+        with pytest.raises(ValueError, match="interval"):
+            client.inbox.watch(interval=interval)
+    with pytest.raises(ValueError, match="watch_interval"):
+        BioTorrentsClient("t" * 32, watch_interval=interval)
+
+
+async def test_two_kinds_cannot_share_a_name_in_one_store(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    for store in (MemoryStore(), FileStore(tmp_path / "bot.db")):
+        async with client_for(fake) as client:
+            inbox = client.inbox.watch(interval=INTERVAL, store=store, name="bot")
+            await inbox.ready()
+            alerts = client.notifications.watch_alerts(
+                interval=INTERVAL, store=store, name="bot"
+            )
+            with pytest.raises(ValueError, match="inbox stream"):
+                await alerts.ready()
+            await inbox.aclose()
+            await alerts.aclose()
+
+
+async def test_watching_on_a_closed_client_says_so(fake: FakeBioTorrents) -> None:
+    client = client_for(fake)
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.inbox.watch()
+
+
+def test_the_hubs_machinery_is_private() -> None:
+    from biotorrents_async import WatchStream
+
+    public = {n for n in vars(WatchStream) if not n.startswith("_")}
+    assert public == {"aclose", "event", "health", "key", "kind", "ready"}
+
+
+async def test_one_interval_for_every_stream_of_a_client(fake: FakeBioTorrents) -> None:
+    async with client_for(fake, watch_interval=0.2) as client:
+        inbox = client.inbox.watch()
+        alerts = client.notifications.watch_alerts(interval=0.05)
+        assert inbox.interval == 0.2
+        assert alerts.interval == 0.05  # its own keyword wins
+
+
+# --- a restart keeps the rule ---------------------------------------------------
+
+
+async def test_a_clean_restart_sends_into_no_full_window(tmp_path: Path) -> None:
+    rule = RateLimit(2, 1.0)
+    async with FakeBioTorrents(rate_limit=rule) as fake:
+        store = FileStore(tmp_path / "bot.db")
+        for _ in range(3):  # a bot stopped and started again at once
+            async with client_for(fake, rate_limit=rule, retry=RetryPolicy()) as client:
+                stream = client.inbox.watch(interval=0.1, store=store)
+                async with stream:
+                    await stream.ready()
+                    fake.data.add_conversation("Hi", sender=3, recipient=2)
+                    await anext(stream)
+        assert [r for r in fake.requests if r.outcome == "rate-limited"] == []
