@@ -76,49 +76,238 @@ def _positive(text: str) -> int:
 _ENV_HELP = "\n".join(f"  {name:24} {what}" for name, what in ENVIRONMENT.items())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser of the ``biotorrents`` command."""
-    common = _Parser(add_help=False)
-    common.add_argument(
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
+    return text
+
+
+#: One argument: its names, and ``add_argument``'s keywords.
+_Arg = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def _arg(*names: str, **options: Any) -> _Arg:
+    return names, options
+
+
+_PAGING = "paging"  # a marker in a command's arguments: --page or --all
+
+#: The options of every command that talks to a server.
+_COMMON: tuple[_Arg, ...] = (
+    _arg(
         "--base-url",
         type=_url,
         help=f"site to talk to (default: $BIOTORRENTS_BASE_URL or {DEFAULT_BASE_URL})",
-    )
-    common.add_argument(
-        "--api-path", help="api.php (default) or ajax.php ($BIOTORRENTS_API_PATH)"
-    )
-    common.add_argument(
+    ),
+    _arg("--api-path", help="api.php (default) or ajax.php ($BIOTORRENTS_API_PATH)"),
+    _arg(
         "--token-file",
         type=Path,
         help="read the bearer token from this file (default: $BIOTORRENTS_TOKEN)",
-    )
-    common.add_argument(
+    ),
+    _arg(
         "--cookies-file",
         type=Path,
         help="a file with 'session=...; userid=...' (full-user mode; "
         "default: $BIOTORRENTS_COOKIES)",
-    )
-    common.add_argument(
+    ),
+    _arg(
         "--rate-limit",
         type=_rate,
         metavar="N/SECONDS",
         help="the server's rule, or 'none' for Donor accounts "
         "(default: $BIOTORRENTS_RATE_LIMIT or 2/6)",
-    )
-    common.add_argument(
+    ),
+    _arg(
         "--redis",
         metavar="URL",
         help="share one allowance with other processes of this account through "
         "Redis (default: $BIOTORRENTS_REDIS_URL; needs the redis extra)",
-    )
-    common.add_argument(
+    ),
+    _arg(
         "--allow-insecure-http",
         action="store_true",
         help="allow a plain-http --base-url that is not loopback (the token "
         "travels in clear text)",
-    )
-    common.add_argument("--json", action="store_true", help="print JSON")
+    ),
+    _arg("--json", action="store_true", help="print JSON"),
+)
 
+
+def _commands() -> tuple[tuple[str, str, bool, tuple[Any, ...]], ...]:
+    """Every subcommand: name, help, whether it talks to a server, arguments."""
+    user_id = _arg("user_id", type=_positive)
+    return (
+        (
+            "demo",
+            "tour every endpoint against an in-process fake server",
+            False,
+            (
+                _arg(
+                    "--rate-limit",
+                    type=_rate,
+                    default="2/0.3",
+                    metavar="N/SECONDS",
+                    help="the fake's rule, also used by the client (default: 2/0.3)",
+                ),
+            ),
+        ),
+        (
+            "fake-server",
+            "run the fake server until Ctrl-C",
+            False,
+            (
+                _arg("--host", default="127.0.0.1"),
+                _arg("--port", type=int, default=8088),
+                _arg(
+                    "--rate-limit",
+                    type=_rate,
+                    default="2/6",
+                    metavar="N/SECONDS",
+                    help="fixed-window rule, or 'none' (default: 2/6)",
+                ),
+                _arg(
+                    "--seed",
+                    type=int,
+                    default=0,
+                    help="seed of the data set and of the faults",
+                ),
+                _arg(
+                    "--faults",
+                    type=_fraction,
+                    default=0.0,
+                    metavar="RATE",
+                    help="fail this share of requests at random (502, 503, drops, "
+                    "cut or HTML bodies, delays, rate-limit answers), e.g. 0.2",
+                ),
+                _arg(
+                    "--live",
+                    type=_seconds,
+                    metavar="SECONDS",
+                    help="every SECONDS, add a conversation, a reply, a torrent "
+                    "hit, a forum quote or a news post for the demo user, for "
+                    "bots to see",
+                ),
+                _arg(
+                    "--record",
+                    metavar="FILE",
+                    help="write one JSON line per item the fake makes (kind, ids, "
+                    "time) to FILE, replacing it",
+                ),
+            ),
+        ),
+        ("index", "who you are", True, ()),
+        ("user", "a user's profile", True, (user_id,)),
+        ("search", "search users by name", True, (_arg("query"), _PAGING)),
+        ("stats", "a user's community stats", True, (user_id,)),
+        (
+            "recents",
+            "a user's recent snatches and uploads",
+            True,
+            (
+                user_id,
+                _arg("--limit", type=_recents_limit, default=15, help="1 to 50"),
+            ),
+        ),
+        ("posts", "a user's forum posts", True, (user_id, _PAGING)),
+        (
+            "inbox",
+            "your conversations (sticky first, then newest reply)",
+            True,
+            (
+                _PAGING,
+                _arg("--box", choices=[b.value for b in Box], default="inbox"),
+                _arg("--search"),
+                _arg("--search-type", choices=[s.value for s in SearchType]),
+                _arg("--unread-first", action="store_true"),
+            ),
+        ),
+        (
+            "conversation",
+            "one conversation (the server marks it read)",
+            True,
+            (_arg("conv_id", type=_positive),),
+        ),
+        (
+            "bookmarks",
+            "your bookmarked torrent groups",
+            True,
+            (_arg("--artists", action="store_true", help="bookmarked artists"),),
+        ),
+        (
+            "notifications",
+            "torrent-filter hits (the server marks all read)",
+            True,
+            (_PAGING,),
+        ),
+        ("alerts", "pending site notices", True, ()),
+        (
+            "clear",
+            "clear one kind of notice",
+            True,
+            (_arg("kind", choices=[k.value for k in AlertKind]),),
+        ),
+        (
+            "call",
+            "any action= of the API, raw: prints its response as JSON (prefer "
+            "the typed commands where they exist)",
+            True,
+            (
+                _arg("action", help="the action= value, e.g. top10"),
+                _arg(
+                    "pairs",
+                    nargs="*",
+                    type=_pair,
+                    metavar="KEY=VALUE",
+                    help="query parameters (form fields with --post)",
+                ),
+                _arg(
+                    "--post",
+                    action="store_true",
+                    help="send the pairs as a form POST (never retried)",
+                ),
+            ),
+        ),
+        (
+            "watch",
+            "print one JSON line per new conversation, torrent hit or alert, "
+            "until Ctrl-C",
+            True,
+            (
+                _arg(
+                    "streams",
+                    nargs="*",
+                    type=_stream_kind,
+                    metavar="{inbox,torrents,alerts}",
+                    help="what to watch (default: all three)",
+                ),
+                _arg(
+                    "--interval",
+                    type=_seconds,
+                    help="seconds between polls (default: half the allowance, "
+                    "6.1 s at 2/6)",
+                ),
+                _arg(
+                    "--store",
+                    type=Path,
+                    help="keep the cursors in this SQLite file, to resume after a "
+                    "restart",
+                ),
+                _arg(
+                    "--include-unread",
+                    action="store_true",
+                    help="on the first start, also print what is unread now",
+                ),
+            ),
+        ),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``biotorrents`` command from the table."""
+    common = _Parser(add_help=False)
+    for names, options in _COMMON:
+        common.add_argument(*names, **options)
     parser = _Parser(
         prog="biotorrents",
         description="Talk to the BioTorrents.de JSON API, or try it on a fake.",
@@ -127,129 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = sub.add_parser(
-        "demo", help="tour every endpoint against an in-process fake server"
-    )
-    demo.add_argument(
-        "--rate-limit",
-        type=_rate,
-        default="2/0.3",
-        metavar="N/SECONDS",
-        help="the fake's rule, also used by the client (default: 2/0.3)",
-    )
-    fake = sub.add_parser("fake-server", help="run the fake server until Ctrl-C")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8088)
-    fake.add_argument(
-        "--rate-limit",
-        type=_rate,
-        default="2/6",
-        metavar="N/SECONDS",
-        help="fixed-window rule, or 'none' (default: 2/6)",
-    )
-    fake.add_argument(
-        "--seed", type=int, default=0, help="seed of the data set and of the faults"
-    )
-    fake.add_argument(
-        "--faults",
-        type=_fraction,
-        default=0.0,
-        metavar="RATE",
-        help="fail this share of requests at random (502, 503, drops, cut or HTML "
-        "bodies, delays, rate-limit answers), e.g. 0.2",
-    )
-    fake.add_argument(
-        "--live",
-        type=_seconds,
-        metavar="SECONDS",
-        help="every SECONDS, add a conversation, a reply, a torrent hit, a forum "
-        "quote or a news post for the demo user, for bots to see",
-    )
-    fake.add_argument(
-        "--record",
-        metavar="FILE",
-        help="write one JSON line per item the fake makes (kind, ids, time) to "
-        "FILE, replacing it",
-    )
-
-    def add(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, parents=[common])
-
-    add("index", help="who you are")
-    p = add("user", help="a user's profile")
-    p.add_argument("user_id", type=_positive)
-    p = add("search", help="search users by name")
-    p.add_argument("query")
-    _paging(p)
-    p = add("stats", help="a user's community stats")
-    p.add_argument("user_id", type=_positive)
-    p = add("recents", help="a user's recent snatches and uploads")
-    p.add_argument("user_id", type=_positive)
-    p.add_argument("--limit", type=_recents_limit, default=15, help="1 to 50")
-    p = add("posts", help="a user's forum posts")
-    p.add_argument("user_id", type=_positive)
-    _paging(p)
-    p = add("inbox", help="your conversations (sticky first, then newest reply)")
-    _paging(p)
-    p.add_argument("--box", choices=[b.value for b in Box], default="inbox")
-    p.add_argument("--search")
-    p.add_argument("--search-type", choices=[s.value for s in SearchType])
-    p.add_argument("--unread-first", action="store_true")
-    p = add("conversation", help="one conversation (the server marks it read)")
-    p.add_argument("conv_id", type=_positive)
-    p = add("bookmarks", help="your bookmarked torrent groups")
-    p.add_argument("--artists", action="store_true", help="bookmarked artists")
-    p = add("notifications", help="torrent-filter hits (the server marks all read)")
-    _paging(p)
-    add("alerts", help="pending site notices")
-    p = add("clear", help="clear one kind of notice")
-    p.add_argument("kind", choices=[k.value for k in AlertKind])
-    p = add(
-        "call",
-        help="any action= of the API, raw: prints its response as JSON (prefer "
-        "the typed commands where they exist)",
-    )
-    p.add_argument("action", help="the action= value, e.g. top10")
-    p.add_argument(
-        "pairs",
-        nargs="*",
-        type=_pair,
-        metavar="KEY=VALUE",
-        help="query parameters (form fields with --post)",
-    )
-    p.add_argument(
-        "--post",
-        action="store_true",
-        help="send the pairs as a form POST (never retried)",
-    )
-    p = add(
-        "watch",
-        help="print one JSON line per new conversation, torrent hit or alert, "
-        "until Ctrl-C",
-    )
-    p.add_argument(
-        "streams",
-        nargs="*",
-        type=_stream_kind,
-        metavar="{inbox,torrents,alerts}",
-        help="what to watch (default: all three)",
-    )
-    p.add_argument(
-        "--interval",
-        type=_seconds,
-        help="seconds between polls (default: half the allowance, 6.1 s at 2/6)",
-    )
-    p.add_argument(
-        "--store",
-        type=Path,
-        help="keep the cursors in this SQLite file, to resume after a restart",
-    )
-    p.add_argument(
-        "--include-unread",
-        action="store_true",
-        help="on the first start, also print what is unread now",
-    )
+    for name, help, online, arguments in _commands():
+        p = sub.add_parser(name, help=help, parents=[common] if online else [])
+        for argument in arguments:
+            if argument == _PAGING:
+                _paging(p)
+            else:
+                p.add_argument(*argument[0], **argument[1])
     return parser
 
 
@@ -258,12 +331,6 @@ def _recents_limit(text: str) -> int:
     if value > 50:
         raise argparse.ArgumentTypeError(f"expected at most 50, got {text!r}")
     return value
-
-
-def _url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {text!r}")
-    return text
 
 
 def _pair(text: str) -> tuple[str, str]:
