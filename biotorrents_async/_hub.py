@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -286,6 +287,8 @@ class WatchHub:
             failures = self._failures[check] = self._failures.get(check, 0) + 1
             interval = min((s.interval for s in self._streams), default=1.0)
             pause = min(interval * 2**failures, BACKOFF_MAX) * (1 + random.random())
+            # Rounded up to what the WARNING says: the try comes when announced.
+            pause = math.ceil(pause * 10) / 10
             self._not_before[check] = time.monotonic() + pause
             logger.warning(
                 "watch: the %s check failed (%s); next try in %.1fs", check, exc, pause

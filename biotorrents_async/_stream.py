@@ -479,7 +479,7 @@ class WatchStream(Generic[T]):
         self._closed = True
         await self._hub.remove(self)
         try:
-            if self._error is None:
+            if self._stopped is None:  # not when its cursor ended it
                 await self._hand_over()
                 await self._hub.save_places(self._store)
         finally:
