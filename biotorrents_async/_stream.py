@@ -363,6 +363,9 @@ class WatchStream(Generic[T]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            # The cursor is lost (taken over, the store failed): nothing still
+            # queued goes out, even while the local lease clock says it holds.
+            self._stopped = exc
             await self._hub.remove(self)
             self._fail(exc)
 

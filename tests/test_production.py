@@ -22,6 +22,7 @@ from biotorrents_async import (
     BioTorrentsClient,
     CursorFileError,
     FileStore,
+    LeaseLostError,
     MemoryStore,
     RateLimit,
     ResponseError,
@@ -305,3 +306,25 @@ async def test_a_clean_restart_sends_into_no_full_window(tmp_path: Path) -> None
                     fake.data.add_conversation("Hi", sender=3, recipient=2)
                     await anext(stream)
         assert [r for r in fake.requests if r.outcome == "rate-limited"] == []
+
+
+async def test_a_lost_lease_sends_nothing_still_queued(fake: FakeBioTorrents) -> None:
+    store = MemoryStore()
+    async with client_for(fake) as client:
+        stream = client.inbox.watch(interval=INTERVAL, store=store, lease=0.3)
+        async with stream:
+            await stream.ready()
+            for n in range(3):
+                fake.data.add_conversation(f"C{n}", sender=3, recipient=2)
+            async with asyncio.timeout(5):
+                while stream._queue.qsize() < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            # Another replica took over (its clock ran ahead): the fence moved on,
+            # though this one's own lease clock still says it holds.
+            record = store._leases["inbox"]
+            record[1], record[2] = "elsewhere", record[2] + 1
+            record[3] = time.monotonic() + 60
+            await asyncio.sleep(0.25)  # its next renewal is refused
+            with pytest.raises(LeaseLostError):
+                await anext(stream)
+            assert stream.health.role == "ended"
