@@ -25,7 +25,14 @@ from ._converter import to_dict
 from ._pacing import LocalPacer, Pacer
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer
-from ._stores import CursorStore, FileStore, MemoryStore, RedisStore
+from ._stores import (
+    CursorStore,
+    FileStore,
+    Lease,
+    LeasedStore,
+    MemoryStore,
+    RedisStore,
+)
 from ._stream import StreamHealth, WatchStream, item_key, merge_streams
 from .exceptions import (
     ApiError,
@@ -99,6 +106,8 @@ __all__ = [
     "item_key",
     "StreamHealth",
     "CursorStore",
+    "LeasedStore",
+    "Lease",
     "MemoryStore",
     "FileStore",
     "RedisStore",
