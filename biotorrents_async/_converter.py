@@ -18,7 +18,8 @@ import html
 import re
 from collections.abc import Callable, Mapping
 from enum import Enum, StrEnum
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -79,6 +80,8 @@ def _to_int(value: Any, _: Any = None) -> int:
 def _to_float(value: Any, _: Any = None) -> float:
     if type(value) is float and value - value == 0:  # finite
         return value
+    if type(value) is int:  # ratio -1, sizes: PHP prints whole floats bare
+        return float(value)  # finite, or OverflowError like float() below
     if isinstance(value, bool):
         raise _fail(value, "a number")
     if isinstance(value, int | float):
@@ -170,6 +173,28 @@ def make_converter(*, strict: bool = False, detailed: bool = False) -> Converter
     conv.register_structure_hook(bool, _to_bool)
     conv.register_structure_hook(str, _to_str)
     conv.register_structure_hook(_dt.datetime, _to_datetime)
+
+    def is_optional(tp: Any) -> bool:
+        args = get_args(tp)
+        return (
+            get_origin(tp) in (Union, UnionType)
+            and len(args) == 2
+            and type(None) in args
+        )
+
+    def optional_factory(tp: Any) -> Callable[[Any, Any], Any]:
+        # cattrs' own Optional hook looks the inner type's hook up on every
+        # value; resolved once here, per field type (the same result).
+        inner = next(arg for arg in get_args(tp) if arg is not type(None))
+        inner_hook = conv.get_structure_hook(inner)
+
+        def optional(value: Any, _: Any) -> Any:
+            return None if value is None else inner_hook(value, inner)
+
+        return optional
+
+    # Registered first: every hook below (the markers, the special tuples) wins.
+    conv.register_structure_hook_factory(is_optional, optional_factory)
 
     def marked_factory(tp: Any) -> Callable[[Any, Any], Any]:
         # Resolved once per field type when a model's hook is generated.

@@ -1,44 +1,34 @@
 """The session wrapper: the one place that touches aiohttp.
 
 It builds ``{base_url}/{api_path}?action=...``, sends the credentials, paces every
-attempt, retries what is worth retrying, decodes the body whatever its
-Content-Type, unwraps the ``{"status", "response"}`` envelope and maps every
-failure shape of the server (docs/server-behaviour.md) to
-``exceptions``.
+attempt, retries what is worth retrying and shares identical reads. What each
+answer means (the envelope, every failure shape of the server) is decided by the
+pure ``_answers.interpret``; redaction is ``_redact.Redactor``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
-import email.utils
 import functools
 import json
 import logging
 import random
-import re
 import ssl as _ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
 import aiohttp
+from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from ._answers import Outcome, body_too_large, interpret
 from ._cache import CacheKey, ReadCache, cache_bypassed, ttl_for
 from ._pacing import LocalPacer, Pacer, Slot, current_priority
 from ._policy import RateLimit, RetryPolicy
-from .exceptions import (
-    ApiError,
-    AuthenticationError,
-    BioTorrentsError,
-    LegacyApiUnavailableError,
-    NotFoundError,
-    RateLimitError,
-    ResponseError,
-    TransportError,
-)
+from ._redact import Redactor
+from .exceptions import AuthenticationError, RateLimitError, TransportError
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "Answer", "ApiSession"]
 
@@ -49,39 +39,6 @@ USER_AGENT = "biotorrents-async/0.1 (+aiohttp)"
 #: a few thousand bookmarks, are a few MiB).
 DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
 
-# The bearer-token failure messages (R1 token check) and the 2022 wording.
-_AUTH_MESSAGES = frozenset(
-    {
-        "your ip address has been banned",
-        "authorization type must be bearer",
-        "invalid token format",
-        "token user mismatch",
-        "token revoked",
-        "user disabled",
-        "no authorization header present",
-        "invalid authorization header format",
-        "invalid token",
-    }
-)
-_NOT_FOUND_MESSAGES = frozenset({"no such user", "not found"})
-_RATE_LIMIT_TEXT = "rate limit exceeded"
-_EXCERPT_LENGTH = 300
-_MAX_RETRY_AFTER = 86400.0
-# Secrets at least this long cannot occur in ordinary text by chance.
-_SHORT_SECRET = 8
-# Redaction looks this far past the excerpt so that a secret straddling the cut
-# is replaced whole before the text is cut (no secret is this long).
-_EXCERPT_LOOKAHEAD = 1024
-# Keys the HTML error pages and JSON answers carry (meta tags, RSS links, index):
-# their values are secrets, replaced whole.
-_SECRET_FIELDS = re.compile(
-    r"(?i)(authkey|passkey|torrent_pass|auth|session|token)"
-    r"(\s*=\s*[\"']?|[\"']?\s*(?:content=)[\"']?|\"\s*:\s*\")([A-Za-z0-9%._\-]+)"
-)
-# A 200 answer that is the site's login form: the session ended without a redirect
-# (a proxy or a newer front page).
-_LOGIN_PAGE = re.compile(r"(?i)<title>\s*log\s*in\b|<input[^>]*type=[\"']?password")
-_WHITESPACE = re.compile(r"[ \t\r\n]*")
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "set-cookie"})
 _CLOSED = "this BioTorrentsClient is closed"
 
@@ -122,26 +79,24 @@ class Answer(NamedTuple):
     attempts: int
 
 
-class _Outcome(NamedTuple):
-    """What one attempt came to: a value, or an error and whether to retry it."""
-
-    value: Any = None
-    error: BioTorrentsError | None = None
-    retry: bool = False
-    rate_limited: bool = False
-    retry_after: float | None = None
-
-
 class _Shared:
     """An identical read under way that other callers may join."""
 
     __slots__ = ("future", "generation", "priority", "slot")
 
-    def __init__(self, future: asyncio.Future[Answer], generation: int) -> None:
-        self.future = future
+    def __init__(self, generation: int, priority: int) -> None:
+        # Made by the first caller that joins: a read nobody shares (the
+        # common case) needs none.
+        self.future: asyncio.Future[Answer] | None = None
         self.generation = generation
-        self.priority = current_priority.get()
+        self.priority = priority
         self.slot: Slot | None = None
+
+    def joined(self) -> asyncio.Future[Answer]:
+        """The future the sender will settle; made on the first join."""
+        if self.future is None:
+            self.future = asyncio.get_running_loop().create_future()
+        return self.future
 
     def join(self, priority: int) -> None:
         # The shared request goes at the most urgent priority waiting on it.
@@ -225,17 +180,7 @@ class ApiSession:
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         # The secrets are the token and the session cookie; userid is a small
         # public number and replacing it would garble ordinary text.
-        session_cookie = (cookies or {}).get("session")
-        secrets = sorted({s for s in (token, session_cookie) if s}, key=len)
-        # Long secrets are replaced wherever they occur; a (test-sized) short
-        # one only where it stands alone, or it would garble ordinary text.
-        self._secrets = [s for s in secrets[::-1] if len(s) >= _SHORT_SECRET]
-        short = [re.escape(s) for s in secrets if len(s) < _SHORT_SECRET]
-        self._short_secrets = (
-            re.compile(rf"(?<![A-Za-z0-9])(?:{'|'.join(short)})(?![A-Za-z0-9])")
-            if short
-            else None
-        )
+        self.redactor = Redactor((token, (cookies or {}).get("session")))
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         if cookies:
@@ -327,15 +272,7 @@ class ApiSession:
 
     def redact(self, text: str) -> str:
         """Replace the credentials and key-like values in ``text``, each whole."""
-        text = _SECRET_FIELDS.sub(
-            lambda m: m.group(1) + m.group(2) + "<redacted>", text
-        )
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "<redacted>")
-        if self._short_secrets is not None:
-            text = self._short_secrets.sub("<redacted>", text)
-        return text
+        return self.redactor(text)
 
     def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -364,15 +301,9 @@ class ApiSession:
 
         See ``call``.
         """
-        answer = await self.call(
-            action,
-            params,
-            method=method,
-            data=data,
-            empty_ok=empty_ok,
-            retry=retry,
-            cache_ttl=cache_ttl,
-            fresh=fresh,
+        # Straight to the guarded call: one coroutine fewer on the hot path.
+        answer = await self._guarded(
+            action, params, method, data, empty_ok, retry, cache_ttl, fresh
         )
         return answer.value
 
@@ -417,26 +348,11 @@ class ApiSession:
             BioTorrentsError: A subclass for every failure; see the module docs.
             RuntimeError: The client is closed, or used from another event loop.
         """
-        self._check_loop()
-        if self._closed:
-            raise RuntimeError(_CLOSED)
-        task = asyncio.current_task()
-        args = (action, params, method, data, empty_ok, retry, cache_ttl, fresh)
-        if task is None:  # pragma: no cover - every coroutine runs in a task
-            return await self._call(*args)
-        self._active.add(task)
-        try:
-            return await self._call(*args)
-        except asyncio.CancelledError:
-            if task in self._cancelled_by_close:
-                self._cancelled_by_close.discard(task)
-                if task.uncancel() == 0:
-                    raise RuntimeError(_CLOSED) from None
-            raise
-        finally:
-            self._active.discard(task)
+        return await self._guarded(
+            action, params, method, data, empty_ok, retry, cache_ttl, fresh
+        )
 
-    async def _call(
+    async def _guarded(
         self,
         action: str,
         params: Mapping[str, str] | None,
@@ -444,59 +360,74 @@ class ApiSession:
         data: Mapping[str, str] | None,
         empty_ok: bool,
         retry: RetryPolicy | None,
-        cache_ttl: float | None = None,
-        fresh: bool = False,
+        cache_ttl: float | None,
+        fresh: bool,
     ) -> Answer:
-        query = {"action": action, **(params or {})}
-        policy = retry or self._retry
-        key = _coalescing_key(method, query)
-        if key is None:
-            try:
-                return await self._request(
-                    method, query, data, action, empty_ok, policy, None
+        """``call`` itself: the loop check, and close() stopping this task."""
+        self._check_loop()
+        if self._closed:
+            raise RuntimeError(_CLOSED)
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+        try:
+            query = {"action": action, **(params or {})}
+            policy = retry or self._retry
+            key = _coalescing_key(method, query)
+            if key is None:
+                try:
+                    return await self._request(
+                        method, query, data, action, empty_ok, policy, None
+                    )
+                finally:
+                    # Later reads must not join a listing that began before this
+                    # state change landed (read-your-writes).
+                    self._generation += 1
+                    if method == "POST" and self._cache is not None:
+                        # What a POST changes is the server's business: drop every
+                        # entry of the account, even if the call failed (it may
+                        # have done its work before the answer was lost).
+                        await self._cache.invalidate(self._namespace)
+            cache = self._cache
+            ttl = 0.0
+            if cache is not None:
+                ttl = (
+                    ttl_for(cache.ttls, action, params or {})
+                    if cache_ttl is None
+                    else cache_ttl
                 )
-            finally:
-                # Later reads must not join a listing that began before this
-                # state change landed (read-your-writes).
-                self._generation += 1
-                if method == "POST" and self._cache is not None:
-                    # What a POST changes is the server's business: drop every
-                    # entry of the account, even if the call failed (it may
-                    # have done its work before the answer was lost).
-                    await self._cache.invalidate(self._namespace)
-        cache = self._cache
-        ttl = 0.0
-        if cache is not None:
-            ttl = (
-                ttl_for(cache.ttls, action, params or {})
-                if cache_ttl is None
-                else cache_ttl
-            )
-        if cache is None or ttl <= 0:
-            answer, _ = await self._read(
+            if cache is None or ttl <= 0:
+                answer, _ = await self._read(
+                    key, method, query, data, action, empty_ok, policy
+                )
+                return answer
+            # The authentication stop holds for cached answers too: a bot should
+            # learn at once that its credentials were refused.
+            if self._stopped():
+                raise self._blocked(action)
+            # Before the pacer: a hit costs no place and no wait.
+            cache_key = CacheKey.of(self._namespace, action, params or {})
+            found = await cache.lookup(cache_key, read=not (fresh or cache_bypassed()))
+            if found.text is not None:
+                self.cache_hits += 1
+                return Answer(json.loads(found.text), 0)
+            self.cache_misses += 1
+            # Only a success gets here: every failure shape (HTTP 200 "failure"
+            # envelopes included) has raised.
+            answer, sent = await self._read(
                 key, method, query, data, action, empty_ok, policy
             )
+            if sent:
+                await cache.store(cache_key, found.stamp, json.dumps(answer.value), ttl)
             return answer
-        # The authentication stop holds for cached answers too: a bot should
-        # learn at once that its credentials were refused.
-        blocked = self._blocked(action)
-        if blocked is not None:
-            raise blocked
-        # Before the pacer: a hit costs no place and no wait.
-        cache_key = CacheKey.of(self._namespace, action, params or {})
-        found = await cache.lookup(cache_key, read=not (fresh or cache_bypassed()))
-        if found.text is not None:
-            self.cache_hits += 1
-            return Answer(json.loads(found.text), 0)
-        self.cache_misses += 1
-        # Only a success gets here: every failure shape (HTTP 200 "failure"
-        # envelopes included) has raised.
-        answer, sent = await self._read(
-            key, method, query, data, action, empty_ok, policy
-        )
-        if sent:
-            await cache.store(cache_key, found.stamp, json.dumps(answer.value), ttl)
-        return answer
+        except asyncio.CancelledError:
+            if task is not None and task in self._cancelled_by_close:
+                self._cancelled_by_close.discard(task)
+                if task.uncancel() == 0:
+                    raise RuntimeError(_CLOSED) from None
+            raise
+        finally:
+            self._active.discard(task)
 
     async def discard(self) -> None:
         """Drop the account's cached answers: one of them was unusable.
@@ -525,38 +456,43 @@ class ApiSession:
                 break
             # An identical read is under way: share its answer, and its slot.
             shared.join(current_priority.get())
+            future = shared.joined()
             try:
-                answer = await asyncio.shield(shared.future)
+                answer = await asyncio.shield(future)
             except _OwnerCancelledError:
                 continue  # its caller gave up; send our own (or join the next)
             except BaseException:
-                if shared.future.done() and not shared.future.cancelled():
+                if future.done() and not future.cancelled():
                     self.coalesced += 1
                 raise
             self.coalesced += 1
             return answer, False
-        # This caller sends; later identical callers wait on the future. No task
-        # is created, so the common, uncontended case costs nothing extra.
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        mine = self._in_flight[key] = _Shared(future, self._generation)
+        # This caller sends; later identical callers wait on a future it
+        # settles. No task is created, and no future unless someone joins, so
+        # the common, uncontended case costs next to nothing.
+        mine = self._in_flight[key] = _Shared(self._generation, current_priority.get())
         try:
             result = await self._request(
                 method, query, data, action, empty_ok, policy, mine
             )
         except asyncio.CancelledError:
-            future.set_exception(_OwnerCancelledError())
+            if mine.future is not None:
+                mine.future.set_exception(_OwnerCancelledError())
             raise
         except BaseException as exc:
-            future.set_exception(exc)
+            if mine.future is not None:
+                mine.future.set_exception(exc)
             raise
         else:
-            future.set_result(result)
+            if mine.future is not None:
+                mine.future.set_result(result)
             return result, True
         finally:
+            # Synchronous from the settling above: nobody joins in between.
             if self._in_flight.get(key) is mine:
                 del self._in_flight[key]
-            if not future.cancelled():
-                future.exception()  # the joiners raise it; never "unretrieved"
+            if mine.future is not None and not mine.future.cancelled():
+                mine.future.exception()  # joiners raise it; never "unretrieved"
 
     async def _request(
         self,
@@ -631,35 +567,41 @@ class ApiSession:
             allow_redirects=False,
             timeout=self._timeout,
             ssl=self._ssl,
+            # Per request: it remembers whether this request went out already
+            # (an object costs less than keying one shared middleware by task).
             middlewares=(_SendOnce(),),
         ) as resp:
+            status = resp.status
+            headers = resp.headers
             cap = self._max_body
             length = resp.content_length
             if length is not None and length > cap:
-                raise _BodyTooLargeError(resp.status)
-            # Decoded chunks (gzip inflated), counted as they come: a small
-            # compressed answer may inflate far beyond the cap.
-            chunks = []
-            size = 0
-            async for chunk in resp.content.iter_any():
-                size += len(chunk)
-                if size > cap:
-                    raise _BodyTooLargeError(resp.status)
-                chunks.append(chunk)
-            headers = resp.headers
+                raise _BodyTooLargeError(status)
+            if (
+                length is not None
+                and hdrs.CONTENT_ENCODING not in headers
+                and hdrs.TRANSFER_ENCODING not in headers
+            ):
+                # An identity body of a stated length: aiohttp reads exactly
+                # that many bytes, so one read() stays within the cap.
+                body = await resp.read()
+            else:
+                body = await _read_capped(resp.content, cap, status)
             return (
-                resp.status,
-                headers.get("Location", ""),
-                headers.get("Retry-After", ""),
-                b"".join(chunks),
+                status,
+                headers.get(hdrs.LOCATION, ""),
+                headers.get(hdrs.RETRY_AFTER, ""),
+                body,
             )
 
-    def _blocked(self, action: str) -> Exception | None:
-        """Why nothing may be sent now (closed, or credentials refused), if so."""
+    def _stopped(self) -> bool:
+        """Whether nothing may be sent now (see ``_blocked``)."""
+        return self._closed or self._auth_failure is not None
+
+    def _blocked(self, action: str) -> Exception:
+        """Why nothing may be sent now: closed, or credentials refused."""
         if self._closed:
             return RuntimeError(_CLOSED)
-        if self._auth_failure is None:
-            return None
         return AuthenticationError(
             f"{action}: not sent: an earlier request failed authentication "
             f"({self._auth_failure}). The server bans IPs after repeated "
@@ -678,10 +620,9 @@ class ApiSession:
         empty_ok: bool,
         policy: RetryPolicy,
         shared: _Shared | None,
-    ) -> _Outcome:
-        blocked = self._blocked(action)
-        if blocked is not None:
-            raise blocked
+    ) -> Outcome:
+        if self._stopped():
+            raise self._blocked(action)
         slot = self.pacer.slot(
             current_priority.get() if shared is None else shared.priority
         )
@@ -691,47 +632,43 @@ class ApiSession:
             if shared is not None:
                 shared.slot = None
             # Waiting for the place may have taken a while: look again.
-            blocked = self._blocked(action)
-            if blocked is not None:
+            if self._stopped():
                 slot.unused()
-                raise blocked
-            started = self._clock()
+                raise self._blocked(action)
+            # The clock is read only for the debug log.
+            debug = logger.isEnabledFor(logging.DEBUG)
+            started = self._clock() if debug else 0.0
             self.requests_sent += 1
             try:
                 status, location, retry_after, body = await self._send(
                     method, query, data
                 )
             except _BodyTooLargeError as exc:
-                return _Outcome(
-                    error=ResponseError(
-                        f"{action}: HTTP {exc.args[0]} with a body larger than "
-                        f"{self._max_body} bytes (max_body_size); not read further",
-                        status=exc.args[0],
-                        action=action,
-                    )
-                )
+                return body_too_large(action, exc.args[0], self._max_body)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 if self._closed:
                     raise RuntimeError(_CLOSED) from None
-                logger.debug(
-                    "%s %s -> %s after %.3fs (attempt %d/%d)",
-                    method,
-                    action,
-                    type(exc).__name__,
-                    self._clock() - started,
-                    attempt,
-                    policy.attempts,
-                )
+                if debug:
+                    logger.debug(
+                        "%s %s -> %s after %.3fs (attempt %d/%d)",
+                        method,
+                        action,
+                        type(exc).__name__,
+                        self._clock() - started,
+                        attempt,
+                        policy.attempts,
+                    )
                 _scrub(exc)
                 error = TransportError(
-                    f"{action}: {self.redact(_describe_transport(exc))}", action=action
+                    f"{action}: {self.redactor(_describe_transport(exc))}",
+                    action=action,
                 )
                 error.__cause__ = exc
                 # A certificate the client does not trust will not change.
-                return _Outcome(
+                return Outcome(
                     error=error, retry=not isinstance(exc, aiohttp.ClientSSLError)
                 )
-        if logger.isEnabledFor(logging.DEBUG):
+        if debug:
             logger.debug(
                 "%s %s -> HTTP %d, %d bytes in %.3fs (attempt %d/%d)",
                 method,
@@ -742,222 +679,36 @@ class ApiSession:
                 attempt,
                 policy.attempts,
             )
-        outcome = self._interpret(action, status, location, retry_after, body, empty_ok)
+        outcome = interpret(
+            action,
+            status,
+            location,
+            retry_after,
+            body,
+            empty_ok=empty_ok,
+            redact=self.redactor,
+        )
         if isinstance(outcome.error, AuthenticationError):
             # Stop here: queued and later calls fail without sending.
             self._auth_failure = str(outcome.error)
         return outcome
 
-    def _interpret(
-        self,
-        action: str,
-        status: int,
-        location: str,
-        retry_after: str,
-        body: bytes,
-        empty_ok: bool,
-    ) -> _Outcome:
-        if 300 <= status < 400:
-            return self._redirect(action, status, location)
-        text = body.decode("utf-8", errors="replace")
-        doc = _leading_json(text)
-        if status == 429:
-            # Whatever the body: a proxy's or a newer server's "too many requests".
-            return _Outcome(
-                error=ApiError("rate limit exceeded (HTTP 429)", action=action),
-                rate_limited=True,
-                retry=True,
-                retry_after=_retry_after(retry_after),
-            )
-        if doc is _NOTHING:
-            return self._not_json(action, status, text, empty_ok)
-        if isinstance(doc, dict) and "errors" in doc and "status" not in doc:
-            # Servers on the current code answer JSON:API: action= is gone for good.
-            return _Outcome(
-                error=LegacyApiUnavailableError(
-                    f"{action}: the server answers with the newer JSON:API "
-                    f"(HTTP {status}); it no longer serves action= endpoints",
-                    status=status,
-                    body_excerpt=self._excerpt(text),
-                    action=action,
-                )
-            )
-        if status in (401, 403):
-            return _Outcome(
-                error=AuthenticationError(f"{action}: HTTP {status}", action=action)
-            )
-        if not isinstance(doc, dict) or doc.get("status") not in ("success", "failure"):
-            return _Outcome(
-                error=ResponseError(
-                    f"{action}: HTTP {status} with JSON that is not an API envelope",
-                    status=status,
-                    body_excerpt=self._excerpt(text),
-                    action=action,
-                ),
-                retry=status >= 500,
-            )
-        if doc["status"] == "failure":
-            return self._failure(action, status, doc)
-        if "response" not in doc:
-            return _Outcome(
-                error=ResponseError(
-                    f"{action}: success without a response",
-                    status=status,
-                    body_excerpt=self._excerpt(text),
-                    action=action,
-                )
-            )
-        return _Outcome(value=doc["response"])
 
-    def _redirect(self, action: str, status: int, location: str) -> _Outcome:
-        try:
-            target = URL(location) if location else None
-        except ValueError:
-            return _Outcome(
-                error=ResponseError(
-                    f"{action}: HTTP {status} with a malformed Location header; "
-                    "redirects are not followed",
-                    status=status,
-                    action=action,
-                )
-            )
-        if target is not None and target.path.rsplit("/", 1)[-1] == "login.php":
-            # enforce_login(): no or expired session → 302 to login.php + HTML.
-            return _Outcome(
-                error=AuthenticationError(
-                    f"{action}: not logged in (HTTP {status} redirect to login.php)",
-                    action=action,
-                )
-            )
-        where = "nowhere"
-        if target is not None:
-            # Scheme, host and path only: never a query or userinfo.
-            host = f"{target.scheme}://{target.raw_host}" if target.raw_host else ""
-            where = host + target.raw_path
-        return _Outcome(
-            error=ResponseError(
-                f"{action}: HTTP {status} redirect to {where}; redirects are not "
-                "followed (has the site moved? check base_url)",
-                status=status,
-                action=action,
-            )
-        )
+async def _read_capped(content: aiohttp.StreamReader, cap: int, status: int) -> bytes:
+    """Read a body of unknown decoded size, giving up past ``cap`` bytes.
 
-    def _failure(self, action: str, status: int, doc: dict[str, Any]) -> _Outcome:
-        message = doc.get("error")
-        # A server that echoes the request would put the credentials here.
-        message = self.redact(message) if isinstance(message, str) else None
-        lowered = (message or "").strip().lower()
-        if _RATE_LIMIT_TEXT in lowered:
-            return _Outcome(
-                error=ApiError(message, action=action), rate_limited=True, retry=True
-            )
-        if lowered in _AUTH_MESSAGES:
-            return _Outcome(
-                error=AuthenticationError(
-                    f"{action}: {message or 'authentication failed'}", action=action
-                )
-            )
-        if lowered in _NOT_FOUND_MESSAGES or lowered.startswith("no such "):
-            return _Outcome(error=NotFoundError(message, action=action))
-        # A failure envelope on a 5xx is a server in trouble, not a verdict.
-        return _Outcome(error=ApiError(message, action=action), retry=status >= 500)
-
-    def _not_json(
-        self, action: str, status: int, text: str, empty_ok: bool
-    ) -> _Outcome:
-        if status in (401, 403) or (status == 200 and _LOGIN_PAGE.search(text)):
-            return _Outcome(
-                error=AuthenticationError(
-                    f"{action}: not logged in (HTTP {status}"
-                    + (")" if status != 200 else ", the login page)"),
-                    action=action,
-                )
-            )
-        blank = not text.strip(" \t\r\n")
-        if blank and empty_ok and 200 <= status < 300:
-            return _Outcome(value=None)
-        what = "an empty body" if blank else "a body that is not JSON"
-        return _Outcome(
-            error=ResponseError(
-                f"{action}: HTTP {status} with {what}",
-                status=status,
-                body_excerpt=self._excerpt(text),
-                action=action,
-            ),
-            # 5xx, error pages and truncated bodies can pass; a 4xx page will not.
-            retry=status >= 500 or 200 <= status < 300,
-        )
-
-    def _excerpt(self, text: str) -> str:
-        # Redacted before it is cut, so that no secret is cut in half.
-        return self.redact(text[: _EXCERPT_LENGTH + _EXCERPT_LOOKAHEAD])[
-            :_EXCERPT_LENGTH
-        ]
-
-
-_NOTHING: Any = object()
-_DECODER = json.JSONDecoder()
-
-
-def _leading_json(text: str) -> Any:
-    """Return the JSON value the body starts with, ignoring what follows.
-
-    Failures of ``inbox``/``viewconv`` are ``{"status":"failure"}`` followed by an
-    HTML page; R2-era servers glue a token-check failure (with an int ``response``)
-    in front of the real answer, so that one is skipped when another value follows.
+    Content-Length counts the compressed bytes: a small gzip answer may inflate
+    far beyond the cap, so the decoded chunks are counted as they come (aiohttp
+    inflates them in pieces of bounded size).
     """
-    try:
-        return _DECODER.decode(text)  # the common case: one clean JSON value
-    except (ValueError, RecursionError):
-        pass
-    values: list[Any] = []
-    pos = 0
-    text = text.lstrip("\ufeff")
-    while len(values) < 2:
-        pos = _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
-        if pos >= len(text) or text[pos] not in "{[":
-            break
-        try:
-            value, pos = _DECODER.raw_decode(text, pos)
-        except (ValueError, RecursionError):
-            break
-        values.append(value)
-    if not values:
-        return _NOTHING
-    first = values[0]
-    if (
-        len(values) == 2
-        and isinstance(first, dict)
-        and first.get("status") == "failure"
-        and isinstance(first.get("response"), int)
-    ):
-        return values[1]
-    return first
-
-
-def _retry_after(value: str) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date).
-
-    At most a day: a longer (or absurd, "9" * 400) value would pause the whole
-    client beyond any use, or overflow.
-    """
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return min(
-            float(value[:12]) if len(value) <= 12 else _MAX_RETRY_AFTER,
-            _MAX_RETRY_AFTER,
-        )
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.UTC)
-    seconds = (when - _dt.datetime.now(_dt.UTC)).total_seconds()
-    return min(max(0.0, seconds), _MAX_RETRY_AFTER)
+    chunks = []
+    size = 0
+    while chunk := await content.readany():
+        size += len(chunk)
+        if size > cap:
+            raise _BodyTooLargeError(status)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _describe_transport(exc: BaseException) -> str:

@@ -30,6 +30,7 @@ from ._client import (
 from ._converter import to_dict
 from ._output import Progress, describe_rule, emit
 from ._pacing import LocalPacer
+from ._redact import redact_value
 from ._redis import salted
 from ._stores import FileStore
 from ._stream import MAX_INTERVAL, WatchStream, merge_streams
@@ -490,33 +491,14 @@ async def run_endpoint(args: argparse.Namespace, out: TextIO, err: TextIO) -> An
             result = await _call(client, args, err)
     if args.command == "call":
         # The server's own shape: there is no table to print it as.
-        shown = _without_secrets(result, client._session.redact)
+        # Key-like values (authkey, passkey) and the credentials are replaced:
+        # the typed commands never print them, and neither does `call`.
+        shown = redact_value(result, client._session.redactor)
         json.dump(shown, out, ensure_ascii=False, indent=2)
         out.write("\n")
     else:
         emit(result, args, out)
     return result
-
-
-# Keys whose values are secrets in raw answers (index sends both): the typed
-# commands never print them, and neither does `call`.
-_SECRET_KEYS = frozenset({"authkey", "passkey", "torrent_pass"})
-
-
-def _without_secrets(value: Any, redact: Callable[[str], str]) -> Any:
-    """A raw answer with key-like values and credentials replaced."""
-    if isinstance(value, dict):
-        return {
-            k: "<redacted>"
-            if str(k).lower() in _SECRET_KEYS and value[k]
-            else _without_secrets(value[k], redact)
-            for k in value
-        }
-    if isinstance(value, list):
-        return [_without_secrets(v, redact) for v in value]
-    if isinstance(value, str):
-        return redact(value)
-    return value
 
 
 def _state_file() -> Path:

@@ -2,7 +2,9 @@
 
 Every action's real path runs (retry loop, envelope, error mapping, converter,
 endpoint structuring); only the socket is replaced, so hundreds of examples per
-action take seconds. ``-m slow`` runs a profile with many more.
+action take seconds. The same bodies also go straight into the pure
+``_answers.interpret``, without a client or an event loop. ``-m slow`` runs a
+profile with many more.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from biotorrents_async import (
     UserRecents,
     UserSearchResult,
 )
+from biotorrents_async._answers import interpret
+from biotorrents_async._redact import Redactor
 
 Call = Callable[[BioTorrentsClient], Awaitable[Any]]
 
@@ -382,6 +386,71 @@ def fuzz(examples: int) -> Callable[..., Any]:
 
 test_fuzz_every_action = fuzz(200)
 test_fuzz_every_action_long = pytest.mark.slow(fuzz(3000))
+
+REDACTOR = Redactor((TOKEN, COOKIES["session"]))
+
+
+def check_answer(name: str, status: int, body: bytes) -> None:
+    """Feed one answer to the pure ``interpret`` and check what it says.
+
+    One attempt's verdict, before the session's retry loop and the endpoint: a
+    "rate limit exceeded" is a rate-limited ``ApiError`` to retry (the loop
+    raises ``RateLimitError`` when retries run out), a bare viewconv failure is
+    still an ``ApiError`` (the endpoint names it ``NotFoundError``), and a
+    success is the envelope's ``response`` value, whatever its shape.
+    """
+    outcome = interpret(
+        name,
+        status,
+        "login.php" if status == 302 else "",
+        "",
+        body,
+        empty_ok=name == "clear_user_notification",
+        redact=REDACTOR,
+    )
+    expected = expected_outcome(name, status, body)
+    error = outcome.error
+    if expected is None:
+        assert error is None, f"{status} {body[:80]!r}: {error!r}"
+        is_json, doc = leading_json(body)
+        assert outcome.value == (doc["response"] if is_json else None)
+        return
+    assert error is not None, f"{status} {body[:80]!r} should fail with {expected}"
+    text = f"{error} {error!r} {getattr(error, 'body_excerpt', '')}"
+    assert not [s for s in SECRETS if s in text]
+    if expected is RateLimitError:
+        assert type(error) is ApiError
+        assert outcome.rate_limited
+        assert outcome.retry
+    elif expected is NotFoundError and name == "viewconv" and error.message is None:
+        assert type(error) is ApiError
+    else:
+        assert type(error) is expected, f"{status} {body[:80]!r}: {error!r}"
+        assert not outcome.rate_limited
+
+
+def fuzz_answers(examples: int) -> Callable[..., Any]:
+    @pytest.mark.parametrize("name", sorted(ACTIONS))
+    def test(name: str) -> None:
+        base = load_exchange(ACTIONS[name][1]).body
+
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+            database=None,
+        )
+        @given(bodies(base))
+        def one(case: tuple[int, bytes]) -> None:
+            check_answer(name, *case)
+
+        one()
+
+    return test
+
+
+test_fuzz_the_pure_answers = fuzz_answers(500)
+test_fuzz_the_pure_answers_long = pytest.mark.slow(fuzz_answers(10_000))
 
 
 @pytest.mark.parametrize("name", sorted(ACTIONS))

@@ -7,10 +7,11 @@ the code before its fix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -31,8 +32,8 @@ from biotorrents_async import (
     RetryPolicy,
     TransportError,
 )
+from biotorrents_async._answers import leading_json as _leading_json
 from biotorrents_async._pacing import BACKGROUND, INTERACTIVE, MAX_BYPASS
-from biotorrents_async._session import _leading_json
 from biotorrents_async.testing import FakeBioTorrents, Fault
 
 SLOW = RateLimit(1, 0.2, margin=0)
@@ -488,6 +489,66 @@ async def test_a_gzip_bomb_is_stopped_at_the_cap() -> None:
                 await client.index()
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/api.php", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+_ALERTS = b'{"status":"success","response":[]}'
+
+
+@pytest.mark.parametrize(
+    ("encoding", "framing"),
+    [(None, "length"), ("gzip", "length"), (None, "chunked"), ("gzip", "chunked")],
+)
+async def test_the_cap_holds_for_every_framing_and_encoding(
+    encoding: str | None, framing: str
+) -> None:
+    # One read() serves identity bodies of a stated length; compressed or
+    # chunked ones are counted as they are inflated. Either way a body of
+    # exactly the cap is read and one byte more is refused.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = _ALERTS + b" " * int(request.query.get("pad", "0"))
+        headers = {"Content-Encoding": encoding} if encoding else {}
+        payload = gzip.compress(body) if encoding else body
+        if framing == "length":
+            return web.Response(body=payload, headers=headers)
+        resp = web.StreamResponse(headers=headers)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for start in range(0, len(payload), 7):
+            await resp.write(payload[start : start + 7])
+        await resp.write_eof()
+        return resp
+
+    async with (
+        _serving(handler) as url,
+        BioTorrentsClient(
+            TOKEN,
+            base_url=url,
+            rate_limit=None,
+            retry=RetryPolicy.none(),
+            max_body_size=len(_ALERTS) + 1000,
+        ) as client,
+    ):
+        # Padded so that the gzip bodies are far smaller on the wire than inflated.
+        session = client._session
+        assert await session.request("get_user_notifications", {"pad": "1000"}) == []
+        with pytest.raises(ResponseError, match="larger than"):
+            await session.request("get_user_notifications", {"pad": "1001"})
 
 
 def test_leading_whitespace_is_skipped_without_a_python_loop() -> None:
