@@ -116,6 +116,8 @@ ENVIRONMENT = {
     "or none",
     "BIOTORRENTS_REDIS_URL": "share one allowance with other processes through "
     "this Redis (needs the redis extra)",
+    "BIOTORRENTS_STATE_DIR": "the command only: where it remembers the places "
+    "its last requests hold (default ~/.local/state/biotorrents-async)",
 }
 
 

@@ -48,7 +48,7 @@ from .models import (
     UserSearchResult,
 )
 
-__all__ = ["Bookmarks", "Inbox", "Notifications", "Users", "check_call"]
+__all__ = ["ACTION_NAME", "Bookmarks", "Inbox", "Notifications", "Users", "check_call"]
 
 T = TypeVar("T")
 E = TypeVar("E", bound=Enum)
@@ -119,7 +119,8 @@ def _text(name: str, value: object) -> str:
 
 # Gazelle's action names are snake_case identifiers (top10, torrentgroup,
 # get_user_notifications); anything else is a typo or an injection attempt.
-_ACTION = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+ACTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
 # Parameter names as PHP reads them, array syntax included (filter_cat[1]).
 _PARAM = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\[[A-Za-z0-9_]{0,64}\])?")
 
@@ -163,7 +164,7 @@ def check_call(
     """
     if not isinstance(action, str):
         raise ArgumentError(f"action must be a str, got {type(action).__name__}")
-    if not _ACTION.fullmatch(action):
+    if not ACTION_NAME.fullmatch(action):
         raise ValueError(
             f"action must be a plain identifier such as 'top10', got {action!r}"
         )

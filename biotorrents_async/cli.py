@@ -28,6 +28,7 @@ from ._client import (
     parse_rule,
 )
 from ._converter import to_dict
+from ._endpoints import ACTION_NAME
 from ._output import Progress, describe_rule, emit
 from ._pacing import LocalPacer
 from ._redact import redact_value
@@ -158,8 +159,13 @@ def _commands() -> tuple[tuple[str, str, bool, tuple[Any, ...]], ...]:
             "run the fake server until Ctrl-C",
             False,
             (
-                _arg("--host", default="127.0.0.1"),
-                _arg("--port", type=int, default=8088),
+                _arg("--host", default="127.0.0.1", help="address to listen on"),
+                _arg(
+                    "--port",
+                    type=int,
+                    default=8088,
+                    help="port to listen on (0: a free one; default 8088)",
+                ),
                 _arg(
                     "--rate-limit",
                     type=_rate,
@@ -254,7 +260,7 @@ def _commands() -> tuple[tuple[str, str, bool, tuple[Any, ...]], ...]:
             "the typed commands where they exist)",
             True,
             (
-                _arg("action", help="the action= value, e.g. top10"),
+                _arg("action", type=_action, help="the action= value, e.g. top10"),
                 _arg(
                     "pairs",
                     nargs="*",
@@ -332,6 +338,15 @@ def _recents_limit(text: str) -> int:
     if value > 50:
         raise argparse.ArgumentTypeError(f"expected at most 50, got {text!r}")
     return value
+
+
+def _action(text: str) -> str:
+    # A command-line mistake: exit 2 like the others, before anything is built.
+    if not ACTION_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected an action name (letters, digits, _), got {text!r}"
+        )
+    return text
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -430,13 +445,23 @@ def make_client(args: argparse.Namespace) -> BioTorrentsClient:
 class _Notes(logging.Handler):
     """Long silent waits (retries, pacing) as short notes on stderr."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, watching: bool = False) -> None:
         super().__init__(logging.DEBUG)
         self._stream = stream
+        self._watching = watching
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno < logging.WARNING:
-            # Pacing waits: worth a note when a person would wonder.
+        if record.levelno < logging.WARNING and record.name.endswith(".watch"):
+            # A standby says who holds the cursor, and when it takes over: a
+            # person would otherwise see a command that prints nothing.
+            if record.levelno < logging.INFO:
+                return
+            text = record.getMessage()
+        elif record.levelno < logging.WARNING:
+            # Pacing waits: worth a note when a person would wonder; not while
+            # watching, where waiting is the job.
+            if self._watching:
+                return
             if not record.name.endswith(".pacing") or not record.args:
                 return
             seconds = record.args[0] if isinstance(record.args, tuple) else 0
@@ -450,9 +475,9 @@ class _Notes(logging.Handler):
 
 
 @contextlib.contextmanager
-def _notes(stream: TextIO) -> Iterator[None]:
+def _notes(stream: TextIO, *, watching: bool = False) -> Iterator[None]:
     logger = logging.getLogger("biotorrents_async")
-    handler = _Notes(stream)
+    handler = _Notes(stream, watching=watching)
     old_level = logger.level
     logger.setLevel(logging.DEBUG)
     logger.addHandler(handler)
@@ -677,7 +702,7 @@ async def run_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         "store": store,
         "include_unread": args.include_unread,
     }
-    with _notes(err):
+    with _notes(err, watching=True):
         async with client, contextlib.AsyncExitStack() as stack:
             opened: dict[str, Callable[..., WatchStream[Any]]] = {
                 "inbox": client.inbox.watch,

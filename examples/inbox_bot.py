@@ -35,6 +35,7 @@ from biotorrents_async import (
     BioTorrentsError,
     ConversationSummary,
     FileStore,
+    MemoryStore,
     RateLimit,
     TorrentNotification,
     merge_streams,
@@ -105,7 +106,9 @@ async def site(real: bool, live: float) -> AsyncIterator[BioTorrentsClient]:
 
 
 async def run(args: argparse.Namespace) -> None:
-    store = FileStore(args.store)
+    # On the fake, a cursor file of yesterday's run would call today's items
+    # old: a new fake numbers its torrents and posts from the start again.
+    store = FileStore(args.store) if args.store else MemoryStore()
     interval = None if args.real else 1.0
     async with (
         site(args.real, live=1.5) as client,
@@ -123,12 +126,15 @@ async def main() -> int:
     parser.add_argument("--real", action="store_true", help="use the real site")
     parser.add_argument("--webhook", help="POST each item here as {'text': ...}")
     parser.add_argument(
-        "--store", help="the cursor file (inbox_bot.db; inbox_bot_demo.db on the fake)"
+        "--store",
+        help="the cursor file (default inbox_bot.db with --real; on the fake, "
+        "none: each run is a new fake)",
     )
     parser.add_argument("--seconds", type=float, help="stop after this long")
     args = parser.parse_args()
     # Not one file for both: the fake's cursor would make the site's mail old.
-    args.store = args.store or ("inbox_bot.db" if args.real else "inbox_bot_demo.db")
+    if args.real and not args.store:
+        args.store = "inbox_bot.db"
 
     task = asyncio.create_task(run(args))
     loop = asyncio.get_running_loop()

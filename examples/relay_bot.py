@@ -10,6 +10,7 @@ JSON lines on stdout.
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 from typing import Any
@@ -55,8 +56,9 @@ def webhook(http: aiohttp.ClientSession, url: str | None) -> Any:
 
 
 async def main() -> None:
-    spec = os.environ.get("BOT_STORE", "bot.db")
+    spec = os.environ.get("BOT_STORE", "relay_bot.db")
     store = RedisStore(spec) if spec.startswith("redis://") else FileStore(spec)
+    logging.basicConfig(format="%(levelname)s %(message)s", level=logging.INFO)
     async with BioTorrentsClient.from_env() as client, aiohttp.ClientSession() as http:
         post = webhook(http, os.environ.get("WEBHOOK_URL"))
         task = asyncio.ensure_future(relay(client, post, store))

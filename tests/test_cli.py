@@ -229,6 +229,7 @@ def test_bad_arguments_exit_2_with_one_line(
         ["recents", "2", "--limit", "51"],
         ["index", "--base-url", "ftp://bio.example"],
         ["watch", "--interval", "inf"],
+        ["call", "bad action"],
         ["watch", "--interval", "1e400"],
         ["watch", "--interval", "86401"],
     ):
@@ -583,3 +584,25 @@ def test_a_token_only_account_leaves_no_fingerprint(
     capsys.readouterr()
     # Two installs name the same token differently: nothing links them.
     assert names[0] != names[1]
+
+
+def test_watch_notes_say_who_holds_the_cursor_and_skip_pacing() -> None:
+    import io
+    import logging
+
+    from biotorrents_async.cli import _notes
+
+    out = io.StringIO()
+    watch = logging.getLogger("biotorrents_async.watch")
+    pacing = logging.getLogger("biotorrents_async.pacing")
+    with _notes(out, watching=True):
+        watch.info(
+            "watch: the inbox cursor %r is held by %s; standing by", "inbox", "h:1"
+        )
+        pacing.debug("pacing: waiting %.3fs for a free slot", 6.1)
+    with _notes(out):
+        pacing.debug("pacing: waiting %.3fs for a free slot", 6.1)
+    assert out.getvalue().splitlines() == [
+        "note: watch: the inbox cursor 'inbox' is held by h:1; standing by",
+        "note: waiting 6.1s for the rate limit",
+    ]
