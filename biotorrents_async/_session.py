@@ -26,6 +26,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from . import _telemetry
 from ._cache import CacheKey, ReadCache, cache_bypassed, ttl_for
 from ._pacing import LocalPacer, Pacer, Slot, current_priority
 from ._policy import RateLimit, RetryPolicy
@@ -271,6 +272,10 @@ class ApiSession:
         self.coalesced = 0
         self.cache_hits = 0
         self.cache_misses = 0
+        # Telemetry hook: no-ops without opentelemetry (see _telemetry.py).
+        self._telemetry = _telemetry.telemetry_for(
+            url=self._url, redact=self.redact, pacer=lambda: self.pacer
+        )
 
     @property
     def closed(self) -> bool:
@@ -425,16 +430,18 @@ class ApiSession:
         if task is None:  # pragma: no cover - every coroutine runs in a task
             return await self._call(*args)
         self._active.add(task)
-        try:
-            return await self._call(*args)
-        except asyncio.CancelledError:
-            if task in self._cancelled_by_close:
-                self._cancelled_by_close.discard(task)
-                if task.uncancel() == 0:
-                    raise RuntimeError(_CLOSED) from None
-            raise
-        finally:
-            self._active.discard(task)
+        # Telemetry hook: this call's span and metrics.
+        with self._telemetry.call(action, method):
+            try:
+                return await self._call(*args)
+            except asyncio.CancelledError:
+                if task in self._cancelled_by_close:
+                    self._cancelled_by_close.discard(task)
+                    if task.uncancel() == 0:
+                        raise RuntimeError(_CLOSED) from None
+                raise
+            finally:
+                self._active.discard(task)
 
     async def _call(
         self,
@@ -485,6 +492,7 @@ class ApiSession:
         # Before the pacer: a hit costs no place and no wait.
         cache_key = CacheKey.of(self._namespace, action, params or {})
         found = await cache.lookup(cache_key, read=not (fresh or cache_bypassed()))
+        self._telemetry.cache(action, found.text is not None)  # telemetry hook
         if found.text is not None:
             self.cache_hits += 1
             return Answer(json.loads(found.text), 0)
@@ -532,8 +540,10 @@ class ApiSession:
             except BaseException:
                 if shared.future.done() and not shared.future.cancelled():
                     self.coalesced += 1
+                    self._telemetry.coalesced(action)  # telemetry hook
                 raise
             self.coalesced += 1
+            self._telemetry.coalesced(action)  # telemetry hook
             return answer, False
         # This caller sends; later identical callers wait on the future. No task
         # is created, so the common, uncontended case costs nothing extra.
@@ -582,6 +592,7 @@ class ApiSession:
                     if outcome.retry_after is None
                     else outcome.retry_after
                 )
+                self._telemetry.rate_limited(action, attempt, pause)  # telemetry hook
                 # Callers are never held up silently for longer than the
                 # backoff cap; a longer Retry-After is raised, not slept.
                 longest = max(policy.backoff_max, self._penalty)
@@ -600,8 +611,10 @@ class ApiSession:
                     pause,
                     attempt,
                     policy.attempts,
+                    extra=_telemetry.log_fields(action, attempt),
                 )
                 self.retries += 1
+                self._telemetry.retry(action, attempt, pause, outcome.error)  # hook
                 continue
             if not outcome.retry or last:
                 raise outcome.error
@@ -612,8 +625,10 @@ class ApiSession:
                 delay,
                 attempt,
                 policy.attempts,
+                extra=_telemetry.log_fields(action, attempt),
             )
             self.retries += 1
+            self._telemetry.retry(action, attempt, delay, outcome.error)  # hook
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -682,9 +697,9 @@ class ApiSession:
         blocked = self._blocked(action)
         if blocked is not None:
             raise blocked
-        slot = self.pacer.slot(
-            current_priority.get() if shared is None else shared.priority
-        )
+        priority = current_priority.get() if shared is None else shared.priority
+        # Telemetry hook: the slot measures its wait (returned as is when off).
+        slot = self._telemetry.paced(self.pacer.slot(priority), action, priority)
         if shared is not None:
             shared.slot = slot
         async with slot:
@@ -698,9 +713,12 @@ class ApiSession:
             started = self._clock()
             self.requests_sent += 1
             try:
-                status, location, retry_after, body = await self._send(
-                    method, query, data
-                )
+                # Telemetry hook: http.client.request.duration of this attempt.
+                with self._telemetry.http(method) as http:
+                    status, location, retry_after, body = await self._send(
+                        method, query, data
+                    )
+                    http.status = status
             except _BodyTooLargeError as exc:
                 return _Outcome(
                     error=ResponseError(
@@ -721,6 +739,7 @@ class ApiSession:
                     self._clock() - started,
                     attempt,
                     policy.attempts,
+                    extra=_telemetry.log_fields(action, attempt),
                 )
                 _scrub(exc)
                 error = TransportError(
@@ -741,6 +760,7 @@ class ApiSession:
                 self._clock() - started,
                 attempt,
                 policy.attempts,
+                extra=_telemetry.log_fields(action, attempt),
             )
         outcome = self._interpret(action, status, location, retry_after, body, empty_ok)
         if isinstance(outcome.error, AuthenticationError):
