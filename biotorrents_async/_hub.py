@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _telemetry
 from ._pacing import LocalPacer, background
 from ._policy import RateLimit
 from ._stores import MemoryStore
@@ -266,7 +267,9 @@ class WatchHub:
     async def _attempt(self, check: str, work: Callable[[], Awaitable[Any]]) -> bool:
         """Run one check; on failure, owe it and back off (that check only)."""
         try:
-            await work()
+            # Telemetry hook: the poll's span (a root span: background work).
+            with _telemetry.poll(check):
+                await work()
         except (AuthenticationError, LegacyApiUnavailableError):
             raise  # no check can succeed: every stream ends
         except _PERMANENT as exc:

@@ -268,6 +268,13 @@ class LocalPacer:
         ):
             self._done.append(now - (wall - answered))
 
+    def held_places(self) -> int:
+        """Places held now: requests in flight and answers still in their window."""
+        if self._limit is None:
+            return self._in_flight
+        now, window = self._clock(), self._limit.window
+        return self._in_flight + sum(1 for t in self._done if t + window > now)
+
     def _wait_needed(self) -> float:
         now = self._clock()
         wait = self._paused_until - now

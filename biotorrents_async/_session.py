@@ -23,6 +23,7 @@ from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from . import _telemetry
 from ._answers import Outcome, body_too_large, interpret
 from ._cache import CacheKey, ReadCache, cache_bypassed, ttl_for
 from ._pacing import LocalPacer, Pacer, Slot, current_priority
@@ -216,6 +217,10 @@ class ApiSession:
         self.coalesced = 0
         self.cache_hits = 0
         self.cache_misses = 0
+        # Telemetry hook: no-ops without opentelemetry (see _telemetry.py).
+        self._telemetry = _telemetry.telemetry_for(
+            url=self._url, redact=self.redact, pacer=lambda: self.pacer
+        )
 
     @property
     def closed(self) -> bool:
@@ -370,64 +375,72 @@ class ApiSession:
         task = asyncio.current_task()
         if task is not None:
             self._active.add(task)
-        try:
-            query = {"action": action, **(params or {})}
-            policy = retry or self._retry
-            key = _coalescing_key(method, query)
-            if key is None:
-                try:
-                    return await self._request(
-                        method, query, data, action, empty_ok, policy, None
+        # Telemetry hook: this call's span and metrics (the close-to-RuntimeError
+        # conversion below is inside it).
+        with self._telemetry.call(action, method):
+            try:
+                query = {"action": action, **(params or {})}
+                policy = retry or self._retry
+                key = _coalescing_key(method, query)
+                if key is None:
+                    try:
+                        return await self._request(
+                            method, query, data, action, empty_ok, policy, None
+                        )
+                    finally:
+                        # Later reads must not join a listing that began before this
+                        # state change landed (read-your-writes).
+                        self._generation += 1
+                        if method == "POST" and self._cache is not None:
+                            # What a POST changes is the server's business: drop every
+                            # entry of the account, even if the call failed (it may
+                            # have done its work before the answer was lost).
+                            await self._cache.invalidate(self._namespace)
+                cache = self._cache
+                ttl = 0.0
+                if cache is not None:
+                    ttl = (
+                        ttl_for(cache.ttls, action, params or {})
+                        if cache_ttl is None
+                        else cache_ttl
                     )
-                finally:
-                    # Later reads must not join a listing that began before this
-                    # state change landed (read-your-writes).
-                    self._generation += 1
-                    if method == "POST" and self._cache is not None:
-                        # What a POST changes is the server's business: drop every
-                        # entry of the account, even if the call failed (it may
-                        # have done its work before the answer was lost).
-                        await self._cache.invalidate(self._namespace)
-            cache = self._cache
-            ttl = 0.0
-            if cache is not None:
-                ttl = (
-                    ttl_for(cache.ttls, action, params or {})
-                    if cache_ttl is None
-                    else cache_ttl
+                if cache is None or ttl <= 0:
+                    answer, _ = await self._read(
+                        key, method, query, data, action, empty_ok, policy
+                    )
+                    return answer
+                # The authentication stop holds for cached answers too: a bot should
+                # learn at once that its credentials were refused.
+                if self._stopped():
+                    raise self._blocked(action)
+                # Before the pacer: a hit costs no place and no wait.
+                cache_key = CacheKey.of(self._namespace, action, params or {})
+                found = await cache.lookup(
+                    cache_key, read=not (fresh or cache_bypassed())
                 )
-            if cache is None or ttl <= 0:
-                answer, _ = await self._read(
+                self._telemetry.cache(action, found.text is not None)  # telemetry hook
+                if found.text is not None:
+                    self.cache_hits += 1
+                    return Answer(json.loads(found.text), 0)
+                self.cache_misses += 1
+                # Only a success gets here: every failure shape (HTTP 200 "failure"
+                # envelopes included) has raised.
+                answer, sent = await self._read(
                     key, method, query, data, action, empty_ok, policy
                 )
+                if sent:
+                    await cache.store(
+                        cache_key, found.stamp, json.dumps(answer.value), ttl
+                    )
                 return answer
-            # The authentication stop holds for cached answers too: a bot should
-            # learn at once that its credentials were refused.
-            if self._stopped():
-                raise self._blocked(action)
-            # Before the pacer: a hit costs no place and no wait.
-            cache_key = CacheKey.of(self._namespace, action, params or {})
-            found = await cache.lookup(cache_key, read=not (fresh or cache_bypassed()))
-            if found.text is not None:
-                self.cache_hits += 1
-                return Answer(json.loads(found.text), 0)
-            self.cache_misses += 1
-            # Only a success gets here: every failure shape (HTTP 200 "failure"
-            # envelopes included) has raised.
-            answer, sent = await self._read(
-                key, method, query, data, action, empty_ok, policy
-            )
-            if sent:
-                await cache.store(cache_key, found.stamp, json.dumps(answer.value), ttl)
-            return answer
-        except asyncio.CancelledError:
-            if task is not None and task in self._cancelled_by_close:
-                self._cancelled_by_close.discard(task)
-                if task.uncancel() == 0:
-                    raise RuntimeError(_CLOSED) from None
-            raise
-        finally:
-            self._active.discard(task)
+            except asyncio.CancelledError:
+                if task is not None and task in self._cancelled_by_close:
+                    self._cancelled_by_close.discard(task)
+                    if task.uncancel() == 0:
+                        raise RuntimeError(_CLOSED) from None
+                raise
+            finally:
+                self._active.discard(task)
 
     async def discard(self) -> None:
         """Drop the account's cached answers: one of them was unusable.
@@ -464,8 +477,10 @@ class ApiSession:
             except BaseException:
                 if future.done() and not future.cancelled():
                     self.coalesced += 1
+                    self._telemetry.coalesced(action)  # telemetry hook
                 raise
             self.coalesced += 1
+            self._telemetry.coalesced(action)  # telemetry hook
             return answer, False
         # This caller sends; later identical callers wait on a future it
         # settles. No task is created, and no future unless someone joins, so
@@ -518,6 +533,7 @@ class ApiSession:
                     if outcome.retry_after is None
                     else outcome.retry_after
                 )
+                self._telemetry.rate_limited(action, attempt, pause)  # telemetry hook
                 # Callers are never held up silently for longer than the
                 # backoff cap; a longer Retry-After is raised, not slept.
                 longest = max(policy.backoff_max, self._penalty)
@@ -536,8 +552,10 @@ class ApiSession:
                     pause,
                     attempt,
                     policy.attempts,
+                    extra=_telemetry.log_fields(action, attempt),
                 )
                 self.retries += 1
+                self._telemetry.retry(action, attempt, pause, outcome.error)  # hook
                 continue
             if not outcome.retry or last:
                 raise outcome.error
@@ -548,8 +566,10 @@ class ApiSession:
                 delay,
                 attempt,
                 policy.attempts,
+                extra=_telemetry.log_fields(action, attempt),
             )
             self.retries += 1
+            self._telemetry.retry(action, attempt, delay, outcome.error)  # hook
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -623,9 +643,9 @@ class ApiSession:
     ) -> Outcome:
         if self._stopped():
             raise self._blocked(action)
-        slot = self.pacer.slot(
-            current_priority.get() if shared is None else shared.priority
-        )
+        priority = current_priority.get() if shared is None else shared.priority
+        # Telemetry hook: the slot measures its wait (returned as is when off).
+        slot = self._telemetry.paced(self.pacer.slot(priority), action, priority)
         if shared is not None:
             shared.slot = slot
         async with slot:
@@ -640,9 +660,12 @@ class ApiSession:
             started = self._clock() if debug else 0.0
             self.requests_sent += 1
             try:
-                status, location, retry_after, body = await self._send(
-                    method, query, data
-                )
+                # Telemetry hook: http.client.request.duration of this attempt.
+                with self._telemetry.http(method) as http:
+                    status, location, retry_after, body = await self._send(
+                        method, query, data
+                    )
+                    http.status = status
             except _BodyTooLargeError as exc:
                 return body_too_large(action, exc.args[0], self._max_body)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -657,6 +680,7 @@ class ApiSession:
                         self._clock() - started,
                         attempt,
                         policy.attempts,
+                        extra=_telemetry.log_fields(action, attempt),
                     )
                 _scrub(exc)
                 error = TransportError(
@@ -678,6 +702,7 @@ class ApiSession:
                 self._clock() - started,
                 attempt,
                 policy.attempts,
+                extra=_telemetry.log_fields(action, attempt),
             )
         outcome = interpret(
             action,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import attrs
 
+from . import _telemetry
 from ._hub import default_interval
 from ._policy import RateLimit
 from ._stores import CursorStore, LeasedStore, MemoryStore
@@ -240,6 +241,7 @@ class WatchStream(Generic[T]):
         self._lease_holder: str | None = None
         # Which event the latest inbox items are ("new" or "reply"), bounded.
         self._events: dict[Any, str] = {}
+        _telemetry.stream_opened(self)  # telemetry hook: health gauges
 
     def __repr__(self) -> str:
         return f"<WatchStream {self.name!r} every {self.interval:g}s>"
@@ -442,6 +444,7 @@ class WatchStream(Generic[T]):
 
     def _hold(self, item: Any) -> None:
         self._in_hand, self._has_in_hand = item, True
+        _telemetry.stream_delivered(self, item)  # telemetry hook: yielded now
 
     def _give_back(self, raw: Any) -> None:
         """Put an item taken with ``_take`` but never yielded back in front."""
@@ -527,6 +530,7 @@ class WatchStream(Generic[T]):
 
     def _polled(self, error: BaseException | None) -> None:
         """A poll for this stream ended (``error``: it failed)."""
+        _telemetry.stream_polled(self, error)  # telemetry hook
         if error is None:
             self._last_success = _dt.datetime.now(_dt.UTC)
             self._failures, self._failing_since = 0, None

@@ -14,6 +14,15 @@ variables as the ``biotorrents`` command; cookies are needed for torrent hits)::
 The cursor lives in ``--store`` (a SQLite file): stop the bot, start it again,
 and it picks up what arrived meanwhile, without repeating what it already sent.
 SIGINT and SIGTERM stop it cleanly.
+
+With ``--metrics-port 9464`` (needs ``pip install "biotorrents-async[prometheus]"``)
+it also serves, on 127.0.0.1 (``--metrics-host`` to change it), ``/metrics`` for
+Prometheus and ``/health``: the streams' health as JSON, HTTP 503 when one is
+not ready or failing (docs/monitoring.md)::
+
+    python examples/inbox_bot.py --metrics-port 9464
+    curl -s localhost:9464/metrics | grep biotorrents_
+    curl -s localhost:9464/health
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from biotorrents_async import (
     Alert,
@@ -38,6 +48,7 @@ from biotorrents_async import (
     MemoryStore,
     RateLimit,
     TorrentNotification,
+    WatchStream,
     merge_streams,
 )
 from biotorrents_async.testing import FakeBioTorrents
@@ -62,6 +73,86 @@ async def forward(item: Any, webhook: str | None, http: aiohttp.ClientSession) -
         return
     async with http.post(webhook, json={"text": text}) as answer:
         answer.raise_for_status()  # a failed POST stops the bot: item not lost
+
+
+#: Consecutive failed polls after which /health says the bot is unhealthy.
+UNHEALTHY_AFTER = 3
+
+
+def use_prometheus() -> None:
+    """Send this process's OpenTelemetry metrics to prometheus_client's registry.
+
+    Call it once, before the client is used; a tracer provider (OTLP, ...) can
+    be set alongside (docs/monitoring.md).
+    """
+    from opentelemetry import metrics
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
+
+
+def health(streams: list[WatchStream[Any]]) -> tuple[bool, dict[str, Any]]:
+    """Whether every stream is well, and each one's ``stream.health``, as JSON."""
+    report = []
+    healthy = True
+    for stream in streams:
+        h = stream.health
+        # A standby replica is well: it takes over when the active one stops.
+        well = (
+            h.role in ("active", "standby")
+            and (h.ready or h.role == "standby")
+            and h.consecutive_failures < UNHEALTHY_AFTER
+        )
+        healthy = healthy and well
+        report.append(
+            {
+                "kind": h.kind,
+                "name": h.name,
+                "role": h.role,
+                "ready": h.ready,
+                "last_success": h.last_success.isoformat() if h.last_success else None,
+                "consecutive_failures": h.consecutive_failures,
+                "last_error": h.last_error,  # redacted, like every error
+                "healthy": well,
+            }
+        )
+    return healthy, {"healthy": healthy, "streams": report}
+
+
+def metrics_app(streams: list[WatchStream[Any]]) -> web.Application:
+    """``/metrics`` (Prometheus text format) and ``/health`` (JSON; 503 if unwell)."""
+    import prometheus_client
+
+    async def scrape(_: web.Request) -> web.Response:
+        body = prometheus_client.generate_latest(prometheus_client.REGISTRY)
+        return web.Response(
+            body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        healthy, report = health(streams)
+        return web.json_response(report, status=200 if healthy else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    app.router.add_get("/health", healthz)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(
+    streams: list[WatchStream[Any]], port: int, host: str = "127.0.0.1"
+) -> AsyncIterator[int]:
+    """Serve ``metrics_app`` on ``host:port`` (``0``: any free port) while open."""
+    runner = web.AppRunner(metrics_app(streams), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager
@@ -116,7 +207,14 @@ async def run(args: argparse.Namespace) -> None:
         client.inbox.watch(store=store, interval=interval) as inbox,
         client.notifications.watch_torrents(store=store, interval=interval) as hits,
         client.notifications.watch_alerts(store=store, interval=interval) as alerts,
+        contextlib.AsyncExitStack() as extras,
     ):
+        if args.metrics_port is not None:
+            served = serve_metrics(
+                [inbox, hits, alerts], args.metrics_port, args.metrics_host
+            )
+            port = await extras.enter_async_context(served)
+            print(f"(metrics on http://{args.metrics_host}:{port}/metrics, /health)")
         async for _, item in merge_streams(inbox, hits, alerts):
             await forward(item, args.webhook, http)
 
@@ -131,7 +229,13 @@ async def main() -> int:
         "none: each run is a new fake)",
     )
     parser.add_argument("--seconds", type=float, help="stop after this long")
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics and /health on this port"
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="and address")
     args = parser.parse_args()
+    if args.metrics_port is not None:
+        use_prometheus()  # before the client records anything
     # Not one file for both: the fake's cursor would make the site's mail old.
     if args.real and not args.store:
         args.store = "inbox_bot.db"

@@ -218,9 +218,12 @@ def test_cli_call_prints_json(
         _, err = capsys.readouterr()
         assert err.startswith("error: ApiError: no_such_action: bad parameters")
 
-        assert main(["call", "top 10", "--rate-limit", "none"]) == 1
+        # A bad action name is a command-line mistake, like a bad pair: exit 2.
+        with pytest.raises(SystemExit) as bad_name:
+            main(["call", "top 10", "--rate-limit", "none"])
+        assert bad_name.value.code == 2
         _, err = capsys.readouterr()
-        assert "plain identifier" in err
+        assert "expected an action name" in err
 
     with pytest.raises(SystemExit) as usage:
         main(["call", "top10", "not-a-pair"])
