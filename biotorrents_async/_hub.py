@@ -41,6 +41,7 @@ from .exceptions import (
     ApiError,
     AuthenticationError,
     BioTorrentsError,
+    LeaseLostError,
     LegacyApiUnavailableError,
 )
 from .models import Alert, ConversationSummary, Index, Page, TorrentNotification
@@ -124,6 +125,7 @@ class WatchHub:
         # say 0), but each only once its own backoff has passed, so that one
         # broken check does not hold up the others.
         self._owed: list[str] = []
+        self._failed_now: set[str] = set()  # checks that failed this round
         self._failures: dict[str, int] = {}
         self._not_before: dict[str, float] = {}  # monotonic time of the next try
         self._unread: int | None = None  # conversations unread at the last index
@@ -251,6 +253,7 @@ class WatchHub:
                         await self._sleep(max(due - started, 0.0))
                         continue
                     self.checks.append(check)
+                    self._failed_now = set()
                     await self._attempt(check, functools.partial(self._do, check))
                     if not baseline:
                         elapsed = time.monotonic() - started
@@ -286,6 +289,7 @@ class WatchHub:
             # Transient (the session already retried): do the same work again,
             # once this check's own backoff has passed.
             self._owe(check)
+            self._failed_now.add(check)
             self._polled(check, exc)
             failures = self._failures[check] = self._failures.get(check, 0) + 1
             interval = min((s.interval for s in self._streams), default=1.0)
@@ -304,6 +308,13 @@ class WatchHub:
 
     def _polled(self, check: str, error: BaseException | None) -> None:
         for kind in _FEEDS[check]:
+            if error is None and kind != check and (
+                kind in self._failed_now or kind in self._failures
+            ):
+                # index succeeded, but the listing this stream needs failed
+                # (in this round, or it is backing off): not a success for it,
+                # or fail_after would never come.
+                continue
             for stream in self._of(kind):
                 stream._polled(error)
                 if stream._error is not None:  # gave up (fail_after)
@@ -361,11 +372,16 @@ class WatchHub:
                 tracker: AlertTracker = stream._tracker  # type: ignore[assignment]
                 first = not tracker.started
                 new = tracker.check(alerts)
+                lost = False
                 try:
                     if first or tracker.pruned:
                         await stream._save()  # before the consumer sees anything
+                except LeaseLostError as exc:
+                    lost = True  # another replica has the cursor: not ours to give
+                    await stream._stop_with(exc)
                 finally:
-                    stream._push(new)  # a failed save must not lose them
+                    if not lost:
+                        stream._push(new)  # a failed save must not lose them
         else:
             await self._list(check)
 
@@ -436,14 +452,18 @@ class WatchHub:
                 if tracker.include_unread:
                     backlog = await self._backlog(kind, first, unread_hits)
                 items = tracker.baseline(first, backlog, has_next=first_next)
+                lost = False
                 try:
                     # Saved before the consumer sees anything: after a crash,
                     # even one in the first item's hands, what arrived since
                     # this first start is still new.
                     await stream._save()
+                except LeaseLostError as exc:
+                    lost = True  # another replica has the cursor: not ours to give
+                    await stream._stop_with(exc)
                 finally:
-                    # A failed save must not lose the backlog.
-                    stream._push(items, ["new"] * len(items))
+                    if not lost:  # a failed save must not lose the backlog
+                        stream._push(items, ["new"] * len(items))
         if expected and not total and any(t.started for t in trackers):
             logger.warning(
                 "watch: the counters say there is something new in %s, but the "

@@ -386,11 +386,14 @@ local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then
   return {0, holder, redis.call('PTTL', KEYS[1])}
 end
-local fence
-if holder == ARGV[1] then
-  fence = tonumber(redis.call('GET', KEYS[2]) or '0')
-else
-  fence = redis.call('INCR', KEYS[2])
+local fence = tonumber(redis.call('GET', KEYS[2]) or '0')
+if holder ~= ARGV[1] then
+  -- Never below the server's clock in ms: a fence key lost with its data (a
+  -- restart without persistence, an eviction, a failover) cannot hand out a
+  -- number an old holder still has.
+  local t = redis.call('TIME')
+  fence = math.max(fence + 1, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  redis.call('SET', KEYS[2], string.format('%d', fence))
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return {fence, ARGV[1], tonumber(ARGV[2])}

@@ -278,6 +278,11 @@ class WatchStream(Generic[T]):
             while not self._ready.is_set():
                 if self._error is not None:
                     raise self._error
+                if self._role == "ended" or self._closed:
+                    raise RuntimeError(
+                        f"the {self.kind} stream {self.name!r} ended before its "
+                        "baseline (closed)"
+                    )
                 await asyncio.wait({done}, timeout=0.05)
         finally:
             done.cancel()

@@ -25,6 +25,7 @@ from biotorrents_async import (
     LeaseLostError,
     MemoryStore,
     RateLimit,
+    RedisStore,
     ResponseError,
     RetryPolicy,
     StoreError,
@@ -328,3 +329,133 @@ async def test_a_lost_lease_sends_nothing_still_queued(fake: FakeBioTorrents) ->
             with pytest.raises(LeaseLostError):
                 await anext(stream)
             assert stream.health.role == "ended"
+
+
+# --- the lease contract of every store, and the holes a review found ----------------
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
+async def leased(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    if request.param == "memory":
+        yield MemoryStore()
+    elif request.param == "file":
+        yield FileStore(tmp_path / "bot.db")
+    else:
+        url = request.getfixturevalue("redis_url")
+        store = RedisStore(url, prefix=f"test-{os.getpid()}-{time.time_ns()}:")
+        yield store
+        await store.aclose()
+
+
+async def test_every_store_fences_a_holder_that_lost_its_lease(leased: Any) -> None:
+    a = await leased.acquire("inbox", kind="inbox", holder="a", ttl=0.2)
+    assert a.fence is not None
+    held = await leased.acquire("inbox", kind="inbox", holder="b", ttl=0.2)
+    assert (held.fence, held.holder) == (None, "a")  # a holds it: b stands by
+    assert 0 < held.expires_in <= 0.2
+    await asyncio.sleep(0.3)  # a is paused past its lease
+    b = await leased.acquire("inbox", kind="inbox", holder="b", ttl=5)
+    assert b.fence is not None
+    assert b.fence > a.fence
+    with pytest.raises(LeaseLostError):
+        await leased.save("inbox", {"v": 2, "by": "a"}, fence=a.fence)
+    assert not await leased.renew("inbox", holder="a", fence=a.fence, ttl=5)
+    await leased.save("inbox", {"v": 2, "by": "b"}, fence=b.fence)
+    assert await leased.renew("inbox", holder="b", fence=b.fence, ttl=5)
+    await leased.release("inbox", holder="b", fence=b.fence)
+    assert not await leased.renew("inbox", holder="a", fence=a.fence, ttl=5)
+    assert (await leased.load("inbox"))["by"] == "b"
+    c = await leased.acquire("inbox", kind="inbox", holder="c", ttl=5)
+    assert c.fence is not None  # free at once after a release
+    assert c.fence > b.fence
+    with pytest.raises(ValueError, match="inbox stream"):
+        await leased.acquire("inbox", kind="alerts", holder="d", ttl=5)
+
+
+async def test_a_redis_fence_lost_with_its_key_is_not_handed_out_again(
+    redis_url: str,
+) -> None:
+    import redis.asyncio
+
+    store = RedisStore(redis_url, prefix=f"test-{time.time_ns()}:")
+    try:
+        old = await store.acquire("inbox", kind="inbox", holder="a", ttl=0.1)
+        admin = redis.asyncio.from_url(redis_url)
+        try:  # a restart without persistence, an eviction: the keys are gone
+            await admin.delete(
+                store._key("inbox", ":fence"), store._key("inbox", ":lease")
+            )
+        finally:
+            await admin.aclose()
+        new = await store.acquire("inbox", kind="inbox", holder="b", ttl=5)
+        assert new.fence is not None
+        assert old.fence is not None
+        assert new.fence > old.fence
+        with pytest.raises(LeaseLostError):
+            await store.save("inbox", {"by": "a"}, fence=old.fence)
+    finally:
+        await store.aclose()
+
+
+async def test_a_listing_that_fails_inside_index_counts_for_fail_after(
+    fake: FakeBioTorrents,
+) -> None:
+    async with client_for(fake) as client:
+        stream = client.inbox.watch(interval=INTERVAL, fail_after=0.5)
+        await stream.ready()
+        # index answers; every inbox listing it runs fails.
+        fake.faults.schedule(*[Fault.HTML_ERROR] * 500, action="inbox")
+
+        async def new_mail_every_round() -> None:
+            while True:
+                fake.data.add_conversation("Hi", sender=3, recipient=2)
+                await asyncio.sleep(INTERVAL)
+
+        feeder = asyncio.create_task(new_mail_every_round())
+        try:
+            async with asyncio.timeout(10):
+                with pytest.raises(StreamFailedError):
+                    async with stream:
+                        await anext(stream)
+        finally:
+            feeder.cancel()
+            fake.faults.clear()
+
+
+async def test_ready_says_so_when_the_stream_ends_before_its_baseline(
+    fake: FakeBioTorrents,
+) -> None:
+    client = client_for(fake)
+    stream = client.inbox.watch(interval=INTERVAL)
+    fake.faults.schedule(*[Fault.HTML_ERROR] * 50)  # the baseline keeps failing
+    waiting = asyncio.create_task(stream.ready())
+    await asyncio.sleep(0.2)
+    await client.aclose()
+    async with asyncio.timeout(5):
+        with pytest.raises(RuntimeError, match="before its baseline"):
+            await waiting
+    fake.faults.clear()
+
+
+async def test_a_stream_woken_past_its_lease_yields_nothing(
+    fake: FakeBioTorrents,
+) -> None:
+    store = MemoryStore()
+    async with client_for(fake) as client:
+        frozen = client.inbox.watch(interval=INTERVAL, store=store, lease=0.3)
+        async with frozen:
+            await frozen.ready()
+            fake.data.add_conversation("Queued", sender=3, recipient=2)
+            async with asyncio.timeout(5):
+                while frozen._queue.empty():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            # Frozen: its renewals stop (a paused process), its lease runs out,
+            # and another replica takes the cursor over.
+            assert frozen._lease_task is not None
+            frozen._lease_task.cancel()
+            await asyncio.gather(frozen._lease_task, return_exceptions=True)
+            await asyncio.sleep(0.35)
+            taken = await store.acquire("inbox", kind="inbox", holder="other", ttl=60)
+            assert taken.fence is not None
+            with pytest.raises(LeaseLostError):
+                await anext(frozen)  # woken up: the queued item is not sent
