@@ -308,8 +308,10 @@ class WatchHub:
 
     def _polled(self, check: str, error: BaseException | None) -> None:
         for kind in _FEEDS[check]:
-            if error is None and kind != check and (
-                kind in self._failed_now or kind in self._failures
+            if (
+                error is None
+                and kind != check
+                and (kind in self._failed_now or kind in self._failures)
             ):
                 # index succeeded, but the listing this stream needs failed
                 # (in this round, or it is backing off): not a success for it,
