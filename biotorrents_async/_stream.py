@@ -645,6 +645,7 @@ async def merge_streams(
         await stream._hand_over()
     tasks = [asyncio.create_task(pump(s)) for s in streams]
     live = len(tasks)
+    ended: list[WatchStream[Any]] = []
     held: tuple[WatchStream[Any], asyncio.Event] | None = None
     try:
         while live:
@@ -658,6 +659,7 @@ async def merge_streams(
             if signal is None:
                 if item is _END:
                     live -= 1
+                    ended.append(stream)
                     continue
                 raise item
             held = (stream, signal)
@@ -674,3 +676,6 @@ async def merge_streams(
             stream, item, signal = queue.get_nowait()
             if signal is not None or item is _END:
                 stream._give_back(item)
+        for stream in ended:
+            # Its end was read here: a later read of it ends too, not hangs.
+            stream._give_back(_END)

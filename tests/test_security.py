@@ -240,3 +240,14 @@ async def test_no_redis_key_names_a_token(redis_url: str) -> None:
     finally:
         for client in clients:
             await client.aclose()
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o666])
+async def test_a_cursor_file_readable_by_others_is_tightened(
+    tmp_path: Path, mode: int
+) -> None:
+    path = tmp_path / "old.db"
+    path.write_bytes(b"")
+    path.chmod(mode)
+    await FileStore(path).save("inbox", {"v": 2})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

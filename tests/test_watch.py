@@ -1479,3 +1479,126 @@ async def test_a_news_alert_flagged_by_index_comes_in_the_same_round(
                     await asyncio.sleep(0.001)
         await inbox.stop()
         await alerts.stop()
+
+
+# --- holes a mutation review found ------------------------------------------------
+
+
+async def test_the_alert_in_hand_at_a_crash_comes_again(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    store = FileStore(tmp_path / "cursor.db")
+    client = client_for(fake)
+    stream = client.notifications.watch_alerts(interval=INTERVAL, store=store)
+    await stream.__aenter__()
+    await stream.ready()
+    fake.data.add_alert(2, "StaffPM", "Read me", "staffpm.php")
+    held = await anext(stream)  # in hand when the process dies
+    await crash(client, stream)
+    again = await after_restart(
+        fake, lambda c: c.notifications.watch_alerts(interval=INTERVAL, store=store), 1
+    )
+    assert [a.message for a in again] == [held.message]
+
+
+async def test_starting_a_merge_hands_over_what_was_held(
+    fake: FakeBioTorrents, tmp_path: Path
+) -> None:
+    mark_all_read(fake)
+    store = FileStore(tmp_path / "cursor.db")
+    async with client_for(fake) as client:  # noqa: SIM117 - the stream needs it
+        async with client.inbox.watch(interval=INTERVAL, store=store) as inbox:
+            await inbox.ready()
+            first = fake.data.add_conversation("First", sender=3, recipient=2)
+            got = await anext(inbox)  # held, outside any merge
+            second = fake.data.add_conversation("Second", sender=3, recipient=2)
+            async for _, item in merge_streams(inbox):
+                assert item.conv_id == second.id
+                break
+            assert got.conv_id == first.id
+    third = fake.data.add_conversation("Third", sender=3, recipient=2)
+    items = await after_restart(
+        fake, lambda c: c.inbox.watch(interval=INTERVAL, store=store), 1
+    )
+    assert [c.conv_id for c in items] == [third.id]  # neither first nor second
+
+
+async def test_a_stream_that_ended_during_a_merge_ends_after_it(
+    fake: FakeBioTorrents,
+) -> None:
+    async with client_for(fake) as client:
+        inbox = client.inbox.watch(interval=INTERVAL)
+        alerts = client.notifications.watch_alerts(interval=INTERVAL)
+        async with inbox, alerts:
+            await inbox.ready()
+            await alerts.ready()
+            fake.data.add_alert(2, "StaffPM", "One", "staffpm.php")
+            inbox._end()  # the inbox stream is over (its client closing, say)
+            async for stream, _ in merge_streams(inbox, alerts):
+                assert stream is alerts
+                break
+            async with asyncio.timeout(5):
+                with pytest.raises(StopAsyncIteration):
+                    await anext(inbox)
+
+
+async def test_items_found_before_a_refusal_still_come(fake: FakeBioTorrents) -> None:
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        stream = client.notifications.watch_torrents(interval=INTERVAL)
+        async with stream:
+            await stream.ready()
+            made = hit(fake, "Found before")
+            async with asyncio.timeout(5):
+                while stream._queue.empty():  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+            fake.data.users[2].class_name = "User"  # refused for good from now
+            hit(fake, "Never listed")
+            assert (await anext(stream)).torrent_id == made
+            async with asyncio.timeout(5):
+                with pytest.raises(ApiError):
+                    await anext(stream)
+        sent = len(fake.requests)
+        await asyncio.sleep(INTERVAL * 6)
+        # Its check is no longer sent for it.
+        assert not [r for r in fake.requests[sent:] if r.action == "notifications"]
+
+
+async def test_cursors_of_the_last_release_are_read(fake: FakeBioTorrents) -> None:
+    mark_all_read(fake)
+    at = dt.datetime(2026, 5, 1, 12, 0, 0)
+    seen = fake.data.add_conversation("Seen", sender=3, recipient=2, sent=at)
+    same_second = fake.data.add_conversation(
+        "Same second", sender=4, recipient=2, sent=at
+    )
+    older = fake.data.conversations[5]
+    store = MemoryStore()
+    # What release 0.x wrote: a watermark and the ids at it.
+    await store.save("inbox", {"top": at.isoformat(), "edge": [seen.id]})
+    newest = max(n.torrent_id for n in fake.data.notifications)
+    await store.save("torrents", {"top": at.isoformat(), "edge": [newest - 1, newest]})
+    async with client_for(fake) as client:
+        inbox = client.inbox.watch(interval=INTERVAL, store=store)
+        hits = client.notifications.watch_torrents(interval=INTERVAL, store=store)
+        async with inbox, hits:
+            got = await asyncio.wait_for(anext(inbox), 5)
+            assert got.conv_id == same_second.id  # at the watermark, not in edge
+            assert inbox.event(got) == "new"  # above every id the cursor names
+            later = at + dt.timedelta(hours=1)
+            fake.data.add_reply(older, sender=_other(older), sent=later)
+            reply = await asyncio.wait_for(anext(inbox), 5)
+            assert reply.conv_id == older.id
+            assert inbox.event(reply) == "reply"
+            new = hit(fake, "After the upgrade")
+            assert (await asyncio.wait_for(anext(hits), 5)).torrent_id == new
+            await asyncio.sleep(INTERVAL * 4)
+            assert hits._queue.empty()  # nothing at or below the old edge
+
+
+def test_an_alert_key_tells_links_apart() -> None:
+    one = Alert(0, "New quote", "quotes.php?id=1", "confirmation", kind="Quotes")
+    two = Alert(0, "New quote", "quotes.php?id=2", "confirmation", kind="Quotes")
+    assert item_key(one) != item_key(two)
+    assert item_key(one) == item_key(
+        Alert(0, "New quote", "quotes.php?id=1", "x", kind="Quotes")
+    )
