@@ -1602,3 +1602,57 @@ def test_an_alert_key_tells_links_apart() -> None:
     assert item_key(one) == item_key(
         Alert(0, "New quote", "quotes.php?id=1", "x", kind="Quotes")
     )
+
+
+async def test_the_re_read_after_a_catch_up_reads_down_to_where_it_stopped(
+    fake: FakeBioTorrents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deleted items shift the listing up while we page; new mail then pushes
+    # the ones we skipped back onto page 2, below an item page 1 ends with that
+    # was seen. Only reading down to where the catch-up stopped finds them.
+    monkeypatch.setattr("biotorrents_async._hub.RESYNC", 10**9)
+    mark_all_read(fake)
+    async with client_for(fake) as client:
+        hub = client._hub
+        listing = hub._conversations
+        plan: dict[str, Any] = {"delete": [], "add": 0}
+
+        async def conversations(number: int, unread_first: bool) -> Any:
+            page = await listing(number, unread_first)
+            if number == 1 and plan["delete"]:
+                for conv_id in plan["delete"]:  # read on the site, then deleted
+                    del fake.data.conversations[conv_id]
+                plan["delete"] = []
+            elif number == 2 and plan["add"]:
+                for n in range(plan["add"]):
+                    plan["new"].append(
+                        fake.data.add_conversation(
+                            f"Late {n}", sender=5, recipient=2
+                        ).id
+                    )
+                plan["add"] = 0
+            return page
+
+        hub._conversations = conversations  # type: ignore[method-assign]
+        inbox = Consumer(client.inbox.watch(interval=INTERVAL), client)
+        await started(client, inbox.stream)
+        burst = [
+            fake.data.add_conversation(f"Burst {n}", sender=3, recipient=2).id
+            for n in range(40)
+        ]
+        gone = burst[-9:-4]  # five of page 1
+        plan.update(delete=list(gone), add=5, new=[])
+        expected = set(burst) - set(gone)
+
+        def everything_came() -> bool:
+            got = {c.conv_id for _, c in inbox.items}
+            return len(plan["new"]) == 5 and expected | set(plan["new"]) <= got
+
+        async with asyncio.timeout(20):
+            while not everything_came():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(INTERVAL * 6)
+        got = [c.conv_id for _, c in inbox.items]
+        assert set(got) - set(gone) == expected | set(plan["new"])
+        assert len(got) == len(set(got))
+        await inbox.stop()
