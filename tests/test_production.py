@@ -459,3 +459,20 @@ async def test_a_stream_woken_past_its_lease_yields_nothing(
             assert taken.fence is not None
             with pytest.raises(LeaseLostError):
                 await anext(frozen)  # woken up: the queued item is not sent
+
+
+async def test_fail_after_starts_over_after_a_success(fake: FakeBioTorrents) -> None:
+    async with client_for(fake, retry=RetryPolicy.none()) as client:
+        stream = client.notifications.watch_alerts(interval=INTERVAL, fail_after=0.6)
+        await stream.ready()
+        fake.faults.schedule(Fault.HTML_ERROR, action="get_user_notifications")
+        await asyncio.sleep(0.8)  # one failure, then successes, past fail_after
+        assert stream.health.consecutive_failures == 0
+        fake.faults.schedule(Fault.HTML_ERROR, action="get_user_notifications")
+        await asyncio.sleep(0.5)
+        # One more failure, long after the first: not "failing for 0.6 s".
+        assert stream.health.role == "active"
+        fake.data.add_alert(2, "StaffPM", "Still here", "staffpm.php")
+        async with asyncio.timeout(5):
+            async with stream:
+                assert (await anext(stream)).kind == "StaffPM"
