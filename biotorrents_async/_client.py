@@ -26,6 +26,7 @@ from ._pacing import Pacer, background
 from ._policy import RateLimit, RetryPolicy
 from ._redis import RedisPacer, account_key
 from ._session import DEFAULT_MAX_BODY_SIZE, ApiSession
+from ._stream import MAX_INTERVAL, check_seconds
 from .exceptions import ArgumentError
 from .models import Index
 
@@ -282,15 +283,9 @@ class BioTorrentsClient:
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
     ) -> None:
-        if watch_interval is not None and (
-            isinstance(watch_interval, bool)
-            or not isinstance(watch_interval, int | float)
-            or not 0 < watch_interval <= 86400
-        ):
-            raise ValueError(
-                "watch_interval must be > 0 and <= 86400 seconds, got "
-                f"{watch_interval!r}"
-            )
+        watch_interval = check_seconds(
+            "watch_interval", watch_interval, low=0, high=MAX_INTERVAL, none_ok=True
+        )
         token = _check_token(token)
         checked_cookies = _check_cookies(cookies)
         if token is None and checked_cookies is None:

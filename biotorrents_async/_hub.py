@@ -339,18 +339,18 @@ class WatchHub:
             rose = self._unread is not None and messages > self._unread
             hits = me.notifications.notifications
             now = time.monotonic()
-            if self._of("inbox") and messages != self._unread:
-                if not self._ready("inbox", now):
-                    self._owe("inbox")  # backing off: listed when it is due
-                else:
-                    await self._attempt("inbox", lambda: self._list("inbox", rose))
-            if self._of("torrents") and hits:
-                if not self._ready("torrents", now):
-                    self._owe("torrents")
-                else:
+            for kind, changed, expected in (
+                ("inbox", messages != self._unread, rose),
+                ("torrents", bool(hits), True),
+            ):
+                if not (changed and self._of(kind)):
+                    continue
+                if self._ready(kind, now):
                     await self._attempt(
-                        "torrents", lambda: self._list("torrents", True)
+                        kind, functools.partial(self._list, kind, expected)
                     )
+                else:
+                    self._owe(kind)  # backing off: listed when it is due
             self._unread = messages
             # News, the blog and subscriptions are flagged by index too: an
             # alert for one of them is read in this round, not when the

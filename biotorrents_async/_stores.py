@@ -53,6 +53,8 @@ __all__ = [
     "LeasedStore",
     "MemoryStore",
     "RedisStore",
+    "lost_lease",
+    "other_kind",
 ]
 
 Cursor = dict[str, Any]
@@ -117,14 +119,14 @@ class LeasedStore(CursorStore, Protocol):
         ...
 
 
-def _other_kind(name: str, kind: str, found: str) -> ArgumentError:
+def other_kind(name: str, kind: str, found: str) -> ArgumentError:
     return ArgumentError(
         f"the cursor {name!r} in this store belongs to a {found} stream, not to "
         f"a {kind} stream: give each stream its own name="
     )
 
 
-def _lost(name: str) -> LeaseLostError:
+def lost_lease(name: str) -> LeaseLostError:
     return LeaseLostError(
         f"the cursor {name!r} was taken over by another stream (this one was "
         "paused past its lease): it yields nothing more"
@@ -152,7 +154,7 @@ class MemoryStore:
     ) -> None:
         """Replace the cursor saved under ``name`` (with ``fence``: if current)."""
         if fence is not None and self._leases.get(name, [None, None, 0])[2] != fence:
-            raise _lost(name)
+            raise lost_lease(name)
         self._cursors[name] = json.dumps(cursor)
 
     async def acquire(self, name: str, *, kind: str, holder: str, ttl: float) -> Lease:
@@ -160,7 +162,7 @@ class MemoryStore:
         now = time.monotonic()
         record = self._leases.setdefault(name, [kind, None, 0, 0.0])
         if record[0] != kind:
-            raise _other_kind(name, kind, record[0])
+            raise other_kind(name, kind, record[0])
         if record[1] not in (None, holder) and record[3] > now:
             return Lease(None, record[1], record[3] - now)
         if record[1] != holder:
@@ -289,7 +291,7 @@ class FileStore:
                 "SELECT fence FROM leases WHERE name = ?", (name,)
             ).fetchone()
             if row is None or row[0] != fence:
-                raise _lost(name)
+                raise lost_lease(name)
         connection.execute(
             "INSERT INTO cursors (name, value) VALUES (?, ?) "
             "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -305,7 +307,7 @@ class FileStore:
             "SELECT kind, holder, fence, expires FROM leases WHERE name = ?", (name,)
         ).fetchone()
         if row is not None and row[0] != kind:
-            raise _other_kind(name, kind, row[0])
+            raise other_kind(name, kind, row[0])
         if row is not None and row[1] not in (None, holder) and row[3] > now:
             return Lease(None, row[1], row[3] - now)
         fence = 1 if row is None else row[2] + (row[1] != holder)
@@ -476,7 +478,7 @@ class RedisStore:
             )
         )
         if not int(saved):
-            raise _lost(name)
+            raise lost_lease(name)
 
     async def acquire(self, name: str, *, kind: str, holder: str, ttl: float) -> Lease:
         """Take the lease of ``name`` if it is free or expired."""
@@ -488,7 +490,7 @@ class RedisStore:
         )
         who = who.decode() if isinstance(who, bytes) else str(who)
         if int(fence) < 0:
-            raise _other_kind(name, kind, who)
+            raise other_kind(name, kind, who)
         return Lease(int(fence) or None, who, max(int(left), 0) / 1000)
 
     async def renew(self, name: str, *, holder: str, fence: int, ttl: float) -> bool:

@@ -28,11 +28,10 @@ import attrs
 from . import _telemetry
 from ._hub import default_interval
 from ._policy import RateLimit
-from ._stores import CursorStore, LeasedStore, MemoryStore
-from ._trackers import COUNTERS, TRACKERS, Tracker
+from ._stores import CursorStore, LeasedStore, MemoryStore, lost_lease, other_kind
+from ._trackers import TRACKERS, Tracker
 from .exceptions import (
     ArgumentError,
-    LeaseLostError,
     StoreError,
     StreamFailedError,
 )
@@ -42,7 +41,6 @@ if TYPE_CHECKING:
     from ._hub import WatchHub
 
 __all__ = [
-    "COUNTER_ALERTS",
     "StreamHealth",
     "WatchStream",
     "item_key",
@@ -63,12 +61,17 @@ DEFAULT_FAIL_AFTER = 600.0
 #: replaces (news, the latest blog post) would be missed past that, and a
 #: larger number is a mistake (``inf`` would take a baseline and never poll).
 MAX_INTERVAL = 86400.0
-COUNTER_ALERTS = COUNTERS
 
 
-def _seconds(
+def check_seconds(
     label: str, value: Any, *, low: float, high: float, none_ok: bool = False
 ) -> float | None:
+    """``value`` as seconds in ``(low, high]``, finite (``None`` if allowed).
+
+    Raises:
+        ValueError: Out of range, or not finite.
+        ArgumentError: Not a number.
+    """
     if value is None and none_ok:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -104,9 +107,11 @@ def open_stream(
         raise RuntimeError("the client is closed; watch with an open client")
     if interval is None:
         interval = hub.interval or default_interval(rule)
-    every = _seconds("interval", interval, low=0, high=MAX_INTERVAL)
-    fail_after = _seconds("fail_after", fail_after, low=0, high=math.inf, none_ok=True)
-    lease_length = _seconds("lease", lease, low=0, high=3600)
+    every = check_seconds("interval", interval, low=0, high=MAX_INTERVAL)
+    fail_after = check_seconds(
+        "fail_after", fail_after, low=0, high=math.inf, none_ok=True
+    )
+    lease_length = check_seconds("lease", lease, low=0, high=3600)
     if store is None:
         store = MemoryStore()
     elif not callable(getattr(store, "load", None)) or not callable(
@@ -323,10 +328,7 @@ class WatchStream(Generic[T]):
         if cursor is not None:
             found = cursor.get("kind")
             if isinstance(found, str) and found != self.kind:
-                raise ArgumentError(
-                    f"the cursor {self.name!r} in this store belongs to a {found} "
-                    f"stream, not to a {self.kind} stream: give each its own name="
-                )
+                raise other_kind(self.name, self.kind, found)
             self._tracker.load(cursor)
         await self._hub.restore_places(self._store)
         self._role = "active"
@@ -389,7 +391,7 @@ class WatchStream(Generic[T]):
                 return  # tried again at the next renewal, still in time
             raise
         if not renewed:
-            raise _lost(self.name)
+            raise lost_lease(self.name)
         self._valid_until = asked + ttl
 
     async def _check_lease(self) -> None:
@@ -590,13 +592,6 @@ def item_key(item: Any) -> str:
         digest = hashlib.sha256(f"{item.message}\n{item.url}".encode()).hexdigest()
         return f"alert:{item.kind}:{item.id}:{digest[:12]}"
     raise ArgumentError(f"no key for a {type(item).__name__}")
-
-
-def _lost(name: str) -> LeaseLostError:
-    return LeaseLostError(
-        f"the cursor {name!r} was taken over by another stream (this one was "
-        "paused past its lease): it yields nothing more"
-    )
 
 
 _END: Any = object()
