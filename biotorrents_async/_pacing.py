@@ -291,10 +291,8 @@ class LocalPacer:
         return wait
 
     async def _acquire(self, slot: _LocalSlot) -> None:
+        """Wait in the queue for a place (``_LocalSlot`` took the free one)."""
         queue = self._queue
-        if not queue and self._wait_needed() <= 0:
-            self._in_flight += 1  # nobody queued and a place is free
-            return
         waiter = slot.waiter = queue.push(slot.priority)
         waited = False
         try:
@@ -326,9 +324,10 @@ class LocalPacer:
 
     def _release(self, used: bool) -> None:
         self._in_flight -= 1
-        if used:
+        if used and self._limit is not None:
             self._done.append(self._clock())
-        self._queue.wake_head()
+        if self._queue._live:
+            self._queue.wake_head()
 
     def slot(self, priority: int = INTERACTIVE) -> _LocalSlot:
         """Return a slot to hold around one attempt.
@@ -372,11 +371,19 @@ class _LocalSlot(QueuedSlot):
     __slots__ = ("_pacer",)
 
     def __init__(self, pacer: LocalPacer, priority: int) -> None:
-        super().__init__(pacer._queue, priority)
+        # QueuedSlot's fields set here: one call fewer on every request.
+        self._queue = pacer._queue
+        self.priority = priority
+        self.used = True
+        self.waiter = None
         self._pacer = pacer
 
     async def __aenter__(self) -> None:
-        await self._pacer._acquire(self)
+        pacer = self._pacer
+        if not pacer._queue._live and pacer._wait_needed() <= 0:
+            pacer._in_flight += 1  # nobody queued and a place is free
+            return
+        await pacer._acquire(self)
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._pacer._release(self.used)

@@ -190,6 +190,8 @@ class ApiSession:
             self._headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         self._borrowed = session
         self._owned: aiohttp.ClientSession | None = None
+        # Whether each request needs a _SendOnce (not when aiohttp's resend is off).
+        self._refuse_resend = True
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._active: set[asyncio.Task[Any]] = set()
@@ -257,6 +259,12 @@ class ApiSession:
             # Created here, inside a running loop (aiohttp ≥ 3.10 requires one).
             # No cookie jar: logout answers try to delete the session cookies.
             self._owned = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+            if hasattr(self._owned, "_retry_connection"):
+                # aiohttp's own switch for its silent resend (its TestClient
+                # turns it off the same way): on our own session it spares a
+                # middleware, two coroutines deep, on every request.
+                self._owned._retry_connection = False
+                self._refuse_resend = False
         return self._owned
 
     async def close(self) -> None:
@@ -369,15 +377,17 @@ class ApiSession:
         fresh: bool,
     ) -> Answer:
         """``call`` itself: the loop check, and close() stopping this task."""
-        self._check_loop()
+        if asyncio.get_running_loop() is not self._loop:
+            self._check_loop()
         if self._closed:
             raise RuntimeError(_CLOSED)
         task = asyncio.current_task()
         if task is not None:
             self._active.add(task)
         # Telemetry hook: this call's span and metrics (the close-to-RuntimeError
-        # conversion below is inside it).
-        with self._telemetry.call(action, method):
+        # conversion below is inside it); None while telemetry is off.
+        record = self._telemetry.call(action, method)
+        with _telemetry.NOOP if record is None else record:
             try:
                 query = {"action": action, **(params or {})}
                 policy = retry or self._retry
@@ -577,7 +587,7 @@ class ApiSession:
         self, method: str, query: Mapping[str, str], data: Mapping[str, str] | None
     ) -> tuple[int, str, str, bytes]:
         """Send one HTTP request; return status, Location, Retry-After and body."""
-        session = self._session()
+        session = self._owned or self._session()
         async with session.request(
             method,
             self._url,
@@ -589,7 +599,7 @@ class ApiSession:
             ssl=self._ssl,
             # Per request: it remembers whether this request went out already
             # (an object costs less than keying one shared middleware by task).
-            middlewares=(_SendOnce(),),
+            middlewares=(_SendOnce(),) if self._refuse_resend else (),
         ) as resp:
             status = resp.status
             headers = resp.headers
@@ -641,18 +651,21 @@ class ApiSession:
         policy: RetryPolicy,
         shared: _Shared | None,
     ) -> Outcome:
-        if self._stopped():
+        if self._closed or self._auth_failure is not None:
             raise self._blocked(action)
         priority = current_priority.get() if shared is None else shared.priority
-        # Telemetry hook: the slot measures its wait (returned as is when off).
-        slot = self._telemetry.paced(self.pacer.slot(priority), action, priority)
+        slot = self.pacer.slot(priority)
+        # Telemetry hooks, skipped while telemetry is off (the call has no record).
+        record = _telemetry.current_call()
+        if record is not None:
+            slot = record.paced(slot, priority)  # the slot measures its wait
         if shared is not None:
             shared.slot = slot
         async with slot:
             if shared is not None:
                 shared.slot = None
             # Waiting for the place may have taken a while: look again.
-            if self._stopped():
+            if self._closed or self._auth_failure is not None:
                 slot.unused()
                 raise self._blocked(action)
             # The clock is read only for the debug log.
@@ -660,12 +673,17 @@ class ApiSession:
             started = self._clock() if debug else 0.0
             self.requests_sent += 1
             try:
-                # Telemetry hook: http.client.request.duration of this attempt.
-                with self._telemetry.http(method) as http:
+                if record is None:
                     status, location, retry_after, body = await self._send(
                         method, query, data
                     )
-                    http.status = status
+                else:
+                    # Telemetry hook: http.client.request.duration of this attempt.
+                    with record.http(method) as http:
+                        status, location, retry_after, body = await self._send(
+                            method, query, data
+                        )
+                        http.status = status
             except _BodyTooLargeError as exc:
                 return body_too_large(action, exc.args[0], self._max_body)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:

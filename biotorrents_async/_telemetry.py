@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AVAILABLE",
     "INSTRUMENTATION_NAME",
+    "NOOP",
+    "current_call",
     "log_fields",
     "poll",
     "stream_delivered",
@@ -268,10 +270,9 @@ _instruments: Any = _Instruments() if AVAILABLE else None
 
 
 class _NoopContext:
-    """A context manager and recorder that does nothing (telemetry off)."""
+    """A context manager that does nothing (telemetry off)."""
 
     __slots__ = ()
-    status: int | None = None
 
     def __enter__(self) -> _NoopContext:
         return self
@@ -279,11 +280,9 @@ class _NoopContext:
     def __exit__(self, *exc_info: object) -> None:
         return None
 
-    def __setattr__(self, name: str, value: object) -> None:
-        pass  # `http.status = ...` on the shared no-op object is dropped
 
-
-_NOOP = _NoopContext()
+#: Stands in for a record while telemetry is off.
+NOOP = _NoopContext()
 
 
 class NoTelemetry:
@@ -291,17 +290,9 @@ class NoTelemetry:
 
     __slots__ = ()
 
-    def call(self, action: str, method: str) -> contextlib.AbstractContextManager[Any]:
+    def call(self, action: str, method: str) -> _Call | None:
         """See ``Telemetry.call``."""
-        return _NOOP
-
-    def http(self, method: str) -> contextlib.AbstractContextManager[Any]:
-        """See ``Telemetry.http``."""
-        return _NOOP
-
-    def paced(self, slot: Slot, action: str, priority: int) -> Slot:
-        """See ``Telemetry.paced``."""
-        return slot
+        return None
 
     def cache(self, action: str, hit: bool) -> None:
         """See ``Telemetry.cache``."""
@@ -367,6 +358,15 @@ class _Call:
         self._ctx_token = _current.set(self)
         return self
 
+    def http(self, method: str) -> _HTTP:
+        """One HTTP attempt; set ``.status`` once the answer's status is known."""
+        labels = self.telemetry.labels(method)
+        return _HTTP(labels, self)
+
+    def paced(self, slot: Slot, priority: int) -> Slot:
+        """The slot, measuring its wait (``biotorrents.pacer.wait``)."""
+        return _PacedSlot(slot, self, priority)
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> None:
@@ -405,15 +405,19 @@ class _Call:
 _current: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
     "biotorrents_async_telemetry_call", default=None
 )
+#: The API call being recorded in this context, or ``None`` (telemetry off): the
+#: session asks once per attempt, and does nothing more while it is ``None``.
+current_call = _current.get
 
 
 class _HTTP:
     """One HTTP attempt: ``http.client.request.duration``."""
 
-    __slots__ = ("labels", "started", "status")
+    __slots__ = ("call", "labels", "started", "status")
 
-    def __init__(self, labels: dict[str, Any]) -> None:
+    def __init__(self, labels: dict[str, Any], call: _Call) -> None:
         self.labels = labels
+        self.call = call
         self.status: int | None = None
         self.started = 0.0
 
@@ -433,23 +437,22 @@ class _HTTP:
                 labels["error.type"] = str(status)
         if exc_type is not None and not (status and status >= 400):
             labels["error.type"] = exc_type.__name__
-        call = _current.get()
-        if call is not None:
-            call.attempts += 1
-            if status is not None:
-                call.status = status
-            labels[ACTION] = call.action
+        call = self.call
+        call.attempts += 1
+        if status is not None:
+            call.status = status
+        labels[ACTION] = call.action
         _instruments.http_duration.record(elapsed, labels)
 
 
 class _PacedSlot:
     """A pacer slot that measures how long it waited for its place."""
 
-    __slots__ = ("_action", "_priority", "_slot")
+    __slots__ = ("_call", "_priority", "_slot")
 
-    def __init__(self, slot: Slot, action: str, priority: int) -> None:
+    def __init__(self, slot: Slot, call: _Call, priority: int) -> None:
         self._slot = slot
-        self._action = action
+        self._call = call
         self._priority = priority
 
     async def __aenter__(self) -> None:
@@ -457,13 +460,11 @@ class _PacedSlot:
         await self._slot.__aenter__()
         waited = time.perf_counter() - started
         labels = {
-            ACTION: self._action,
+            ACTION: self._call.action,
             "biotorrents.priority": _PRIORITIES.get(self._priority, "other"),
         }
         _instruments.pacer_wait.record(waited, labels)
-        call = _current.get()
-        if call is not None:
-            call.waited += waited
+        self._call.waited += waited
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._slot.__aexit__(*exc_info)
@@ -490,29 +491,26 @@ class Telemetry(NoTelemetry):
         self.redact = redact
         self._labels: dict[str, dict[str, Any]] = {}
 
-    def call(self, action: str, method: str) -> contextlib.AbstractContextManager[Any]:
-        """One API call: its span, ``biotorrents.calls`` and its duration."""
+    def call(self, action: str, method: str) -> _Call | None:
+        """One API call's record (its span, ``biotorrents.calls``, its attempts).
+
+        Returns:
+            A context manager around the call, or ``None`` while no provider is
+            set: then the session skips every hook of the call.
+        """
         if not _is_configured():
-            return _NOOP
+            return None
         return _Call(self, self.redact(action), method)
 
-    def http(self, method: str) -> contextlib.AbstractContextManager[Any]:
-        """One HTTP attempt; set ``.status`` once the answer's status is known."""
-        if not _is_configured():
-            return _NOOP
+    def labels(self, method: str) -> dict[str, Any]:
+        """The fixed labels of an HTTP attempt with ``method``."""
         labels = self._labels.get(method)
         if labels is None:
             labels = self._labels[method] = {
                 "http.request.method": method,
                 **self.server,
             }
-        return _HTTP(labels)
-
-    def paced(self, slot: Slot, action: str, priority: int) -> Slot:
-        """The slot, measuring its wait (``biotorrents.pacer.wait``)."""
-        if not _is_configured():
-            return slot
-        return _PacedSlot(slot, self.redact(action), priority)
+        return labels
 
     def cache(self, action: str, hit: bool) -> None:
         """The read cache answered (``hit``) or not."""
@@ -639,7 +637,7 @@ class _Poll:
 def poll(check: str) -> contextlib.AbstractContextManager[Any]:
     """A context manager around one watch check (``WatchHub._attempt``)."""
     if not AVAILABLE or not _is_configured():
-        return _NOOP
+        return NOOP
     return _Poll(check)
 
 

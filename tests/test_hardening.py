@@ -305,12 +305,18 @@ async def test_chained_aiohttp_error_holds_no_credentials(api: Router) -> None:
 # --- 7. aiohttp's silent resend holds a place of its own ----------------------------
 
 
-async def test_a_request_dropped_after_counting_is_not_resent_in_its_place() -> None:
+@pytest.mark.parametrize("borrowed", [False, True], ids=["own-session", "borrowed"])
+async def test_a_request_dropped_after_counting_is_not_resent_in_its_place(
+    borrowed: bool,
+) -> None:
     # Exact windows: two arrivals per 0.3 s and no more.
     rule = RateLimit(2, 0.3, margin=0.01)
     async with (
         FakeBioTorrents(rate_limit=rule, expiry_resolution=0, late_tick=0) as fake,
-        client_for(fake, rate_limit=rule) as client,
+        aiohttp.ClientSession() as session,
+        client_for(
+            fake, rate_limit=rule, **({"session": session} if borrowed else {})
+        ) as client,
     ):
         await client.index()
         fake.faults.schedule(Fault.DROP_AFTER)
