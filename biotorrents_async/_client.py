@@ -601,6 +601,6 @@ class BioTorrentsClient:
         With token-only auth the server knows only your id: ``username``,
         ``authkey``, ``passkey`` and the class come back as ``None``.
         """
-        raw = await self._session.request("index")
-        result: Index = structure(self._converter, raw, Index, "index")
+        answer = await self._session.call("index")
+        result: Index = structure(self._converter, answer.value, Index, "index")
         return result

@@ -194,9 +194,9 @@ class _Endpoint:
         return open_stream(self._hub, kind, rule=self._session.rate_limit, **options)
 
     async def _get(self, action: str, cl: Any, params: Mapping[str, str]) -> Any:
-        raw = await self._session.request(action, params)
+        answer = await self._session.call(action, params)
         try:
-            return structure(self._converter, raw, cl, action)
+            return structure(self._converter, answer.value, cl, action)
         except ResponseError:
             # A success of the wrong shape may have been cached: not again.
             await self._session.discard()

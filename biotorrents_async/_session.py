@@ -56,16 +56,6 @@ class _BodyTooLargeError(Exception):
 _STATE_CHANGING = frozenset({"notifications", "clear_user_notification"})
 
 
-def _coalescing_key(
-    method: str, query: Mapping[str, str]
-) -> tuple[tuple[str, str], ...] | None:
-    action = query["action"]
-    # inbox&type=viewconv marks the conversation read.
-    if method != "GET" or action in _STATE_CHANGING or query.get("type") == "viewconv":
-        return None
-    return tuple(sorted(query.items()))
-
-
 @functools.cache
 def _verifying_context() -> _ssl.SSLContext:
     # Passed with every request: a context wins over a borrowed connector's
@@ -314,9 +304,15 @@ class ApiSession:
 
         See ``call``.
         """
-        # Straight to the guarded call: one coroutine fewer on the hot path.
-        answer = await self._guarded(
-            action, params, method, data, empty_ok, retry, cache_ttl, fresh
+        answer = await self.call(
+            action,
+            params,
+            method=method,
+            data=data,
+            empty_ok=empty_ok,
+            retry=retry,
+            cache_ttl=cache_ttl,
+            fresh=fresh,
         )
         return answer.value
 
@@ -361,22 +357,6 @@ class ApiSession:
             BioTorrentsError: A subclass for every failure; see the module docs.
             RuntimeError: The client is closed, or used from another event loop.
         """
-        return await self._guarded(
-            action, params, method, data, empty_ok, retry, cache_ttl, fresh
-        )
-
-    async def _guarded(
-        self,
-        action: str,
-        params: Mapping[str, str] | None,
-        method: str,
-        data: Mapping[str, str] | None,
-        empty_ok: bool,
-        retry: RetryPolicy | None,
-        cache_ttl: float | None,
-        fresh: bool,
-    ) -> Answer:
-        """``call`` itself: the loop check, and close() stopping this task."""
         if asyncio.get_running_loop() is not self._loop:
             self._check_loop()
         if self._closed:
@@ -384,28 +364,36 @@ class ApiSession:
         task = asyncio.current_task()
         if task is not None:
             self._active.add(task)
-        # Telemetry hook: this call's span and metrics (the close-to-RuntimeError
-        # conversion below is inside it); None while telemetry is off.
+        # Telemetry hook: this call's span and metrics, around everything below
+        # (the close-to-RuntimeError conversion included); None while it is off,
+        # and then nothing more is done for it.
         record = self._telemetry.call(action, method)
-        with _telemetry.NOOP if record is None else record:
-            try:
-                query = {"action": action, **(params or {})}
-                policy = retry or self._retry
-                key = _coalescing_key(method, query)
-                if key is None:
-                    try:
-                        return await self._request(
-                            method, query, data, action, empty_ok, policy, None
-                        )
-                    finally:
-                        # Later reads must not join a listing that began before this
-                        # state change landed (read-your-writes).
-                        self._generation += 1
-                        if method == "POST" and self._cache is not None:
-                            # What a POST changes is the server's business: drop every
-                            # entry of the account, even if the call failed (it may
-                            # have done its work before the answer was lost).
-                            await self._cache.invalidate(self._namespace)
+        if record is not None:
+            record.__enter__()
+        try:
+            query = {"action": action, **params} if params else {"action": action}
+            policy = retry or self._retry
+            if (
+                method != "GET"
+                or action in _STATE_CHANGING
+                # inbox&type=viewconv marks the conversation read.
+                or query.get("type") == "viewconv"
+            ):
+                try:
+                    answer, _ = await self._exchange(
+                        None, method, query, data, action, empty_ok, policy
+                    )
+                finally:
+                    # Later reads must not join a listing that began before this
+                    # state change landed (read-your-writes).
+                    self._generation += 1
+                    if method == "POST" and self._cache is not None:
+                        # What a POST changes is the server's business: drop every
+                        # entry of the account, even if the call failed (it may
+                        # have done its work before the answer was lost).
+                        await self._cache.invalidate(self._namespace)
+            else:
+                key = tuple(sorted(query.items()))
                 cache = self._cache
                 ttl = 0.0
                 if cache is not None:
@@ -415,42 +403,77 @@ class ApiSession:
                         else cache_ttl
                     )
                 if cache is None or ttl <= 0:
-                    answer, _ = await self._read(
+                    answer, _ = await self._exchange(
                         key, method, query, data, action, empty_ok, policy
                     )
-                    return answer
-                # The authentication stop holds for cached answers too: a bot should
-                # learn at once that its credentials were refused.
-                if self._stopped():
-                    raise self._blocked(action)
-                # Before the pacer: a hit costs no place and no wait.
-                cache_key = CacheKey.of(self._namespace, action, params or {})
-                found = await cache.lookup(
-                    cache_key, read=not (fresh or cache_bypassed())
-                )
-                self._telemetry.cache(action, found.text is not None)  # telemetry hook
-                if found.text is not None:
-                    self.cache_hits += 1
-                    return Answer(json.loads(found.text), 0)
-                self.cache_misses += 1
-                # Only a success gets here: every failure shape (HTTP 200 "failure"
-                # envelopes included) has raised.
-                answer, sent = await self._read(
-                    key, method, query, data, action, empty_ok, policy
-                )
-                if sent:
-                    await cache.store(
-                        cache_key, found.stamp, json.dumps(answer.value), ttl
+                else:
+                    answer = await self._cached(
+                        cache,
+                        ttl,
+                        fresh,
+                        key,
+                        params or {},
+                        query,
+                        data,
+                        action,
+                        empty_ok,
+                        policy,
                     )
-                return answer
-            except asyncio.CancelledError:
-                if task is not None and task in self._cancelled_by_close:
-                    self._cancelled_by_close.discard(task)
-                    if task.uncancel() == 0:
-                        raise RuntimeError(_CLOSED) from None
+        except BaseException as exc:
+            error = exc
+            if (
+                isinstance(exc, asyncio.CancelledError)
+                and task is not None
+                and task in self._cancelled_by_close
+            ):
+                self._cancelled_by_close.discard(task)
+                if task.uncancel() == 0:
+                    error = RuntimeError(_CLOSED)
+            if record is not None:
+                record.__exit__(type(error), error, error.__traceback__)
+            if error is exc:
                 raise
-            finally:
-                self._active.discard(task)
+            raise error from None
+        finally:
+            self._active.discard(task)
+        if record is not None:
+            record.__exit__(None, None, None)
+        return answer
+
+    async def _cached(
+        self,
+        cache: ReadCache,
+        ttl: float,
+        fresh: bool,
+        key: tuple[tuple[str, str], ...],
+        params: Mapping[str, str],
+        query: Mapping[str, str],
+        data: Mapping[str, str] | None,
+        action: str,
+        empty_ok: bool,
+        policy: RetryPolicy,
+    ) -> Answer:
+        """A cacheable read: the cache's answer, or the server's (then stored)."""
+        # The authentication stop holds for cached answers too: a bot should
+        # learn at once that its credentials were refused.
+        if self._closed or self._auth_failure is not None:
+            raise self._blocked(action)
+        # Before the pacer: a hit costs no place and no wait.
+        cache_key = CacheKey.of(self._namespace, action, params)
+        found = await cache.lookup(cache_key, read=not (fresh or cache_bypassed()))
+        self._telemetry.cache(action, found.text is not None)  # telemetry hook
+        if found.text is not None:
+            self.cache_hits += 1
+            return Answer(json.loads(found.text), 0)
+        self.cache_misses += 1
+        # Only a success gets here: every failure shape (HTTP 200 "failure"
+        # envelopes included) has raised.
+        answer, sent = await self._exchange(
+            key, "GET", query, data, action, empty_ok, policy
+        )
+        if sent:
+            await cache.store(cache_key, found.stamp, json.dumps(answer.value), ttl)
+        return answer
 
     async def discard(self) -> None:
         """Drop the account's cached answers: one of them was unusable.
@@ -462,9 +485,9 @@ class ApiSession:
         if self._cache is not None:
             await self._cache.invalidate(self._namespace)
 
-    async def _read(
+    async def _exchange(
         self,
-        key: tuple[tuple[str, str], ...],
+        key: tuple[tuple[str, str], ...] | None,
         method: str,
         query: Mapping[str, str],
         data: Mapping[str, str] | None,
@@ -472,116 +495,133 @@ class ApiSession:
         empty_ok: bool,
         policy: RetryPolicy,
     ) -> tuple[Answer, bool]:
-        """Send a read, or share an identical one under way; say which."""
-        while True:
-            shared = self._in_flight.get(key)
-            if shared is None or shared.generation != self._generation:
-                break
-            # An identical read is under way: share its answer, and its slot.
-            shared.join(current_priority.get())
-            future = shared.joined()
-            try:
-                answer = await asyncio.shield(future)
-            except _OwnerCancelledError:
-                continue  # its caller gave up; send our own (or join the next)
-            except BaseException:
-                if future.done() and not future.cancelled():
-                    self.coalesced += 1
-                    self._telemetry.coalesced(action)  # telemetry hook
-                raise
-            self.coalesced += 1
-            self._telemetry.coalesced(action)  # telemetry hook
-            return answer, False
-        # This caller sends; later identical callers wait on a future it
-        # settles. No task is created, and no future unless someone joins, so
-        # the common, uncontended case costs next to nothing.
-        mine = self._in_flight[key] = _Shared(self._generation, current_priority.get())
-        try:
-            result = await self._request(
-                method, query, data, action, empty_ok, policy, mine
+        """Send a call, retrying what is worth it, or share an identical read.
+
+        Args:
+            key: The read's identity for sharing, or ``None``: never shared.
+            method: ``GET`` or ``POST``.
+            query: The query parameters, ``action`` included.
+            data: Form fields for a POST.
+            action: The ``action=`` value (named in errors and telemetry).
+            empty_ok: An empty 2xx body is success.
+            policy: How often to send, and how long to wait in between.
+
+        Returns:
+            The answer, and whether this caller sent it (``False``: shared).
+        """
+        mine: _Shared | None = None
+        if key is not None:
+            while True:
+                shared = self._in_flight.get(key)
+                if shared is None or shared.generation != self._generation:
+                    break
+                # An identical read is under way: share its answer, and its slot.
+                shared.join(current_priority.get())
+                future = shared.joined()
+                try:
+                    answer = await asyncio.shield(future)
+                except _OwnerCancelledError:
+                    continue  # its caller gave up; send our own (or join the next)
+                except BaseException:
+                    if future.done() and not future.cancelled():
+                        self.coalesced += 1
+                        self._telemetry.coalesced(action)  # telemetry hook
+                    raise
+                self.coalesced += 1
+                self._telemetry.coalesced(action)  # telemetry hook
+                return answer, False
+            # This caller sends; later identical callers wait on a future it
+            # settles. No task is created, and no future unless someone joins,
+            # so the common, uncontended case costs next to nothing.
+            mine = self._in_flight[key] = _Shared(
+                self._generation, current_priority.get()
             )
+        try:
+            attempt = 0
+            while True:
+                attempt += 1
+                outcome = await self._attempt(
+                    method, query, data, action, attempt, empty_ok, policy, mine
+                )
+                if outcome.error is None:
+                    break
+                await self._after_failure(
+                    outcome, outcome.error, action, attempt, policy
+                )
+            answer = Answer(outcome.value, attempt)
         except asyncio.CancelledError:
-            if mine.future is not None:
+            if mine is not None and mine.future is not None:
                 mine.future.set_exception(_OwnerCancelledError())
             raise
         except BaseException as exc:
-            if mine.future is not None:
+            if mine is not None and mine.future is not None:
                 mine.future.set_exception(exc)
             raise
         else:
-            if mine.future is not None:
-                mine.future.set_result(result)
-            return result, True
+            if mine is not None and mine.future is not None:
+                mine.future.set_result(answer)
+            return answer, True
         finally:
-            # Synchronous from the settling above: nobody joins in between.
-            if self._in_flight.get(key) is mine:
-                del self._in_flight[key]
-            if mine.future is not None and not mine.future.cancelled():
-                mine.future.exception()  # joiners raise it; never "unretrieved"
+            if mine is not None:
+                # Synchronous from the settling above: nobody joins in between.
+                if self._in_flight.get(key) is mine:  # type: ignore[arg-type]
+                    del self._in_flight[key]  # type: ignore[arg-type]
+                if mine.future is not None and not mine.future.cancelled():
+                    mine.future.exception()  # joiners raise it; never "unretrieved"
 
-    async def _request(
+    async def _after_failure(
         self,
-        method: str,
-        query: Mapping[str, str],
-        data: Mapping[str, str] | None,
+        outcome: Outcome,
+        error: Exception,
         action: str,
-        empty_ok: bool,
+        attempt: int,
         policy: RetryPolicy,
-        shared: _Shared | None,
-    ) -> Answer:
-        for attempt in range(1, policy.attempts + 1):
-            outcome = await self._attempt(
-                method, query, data, action, attempt, empty_ok, policy, shared
+    ) -> None:
+        """Wait before the next attempt, or raise ``error`` if there is none."""
+        last = attempt == policy.attempts
+        if outcome.rate_limited:
+            self.rate_limit_pauses += 1
+            pause = (
+                self._penalty if outcome.retry_after is None else outcome.retry_after
             )
-            if outcome.error is None:
-                return Answer(outcome.value, attempt)
-            last = attempt == policy.attempts
-            if outcome.rate_limited:
-                self.rate_limit_pauses += 1
-                pause = (
-                    self._penalty
-                    if outcome.retry_after is None
-                    else outcome.retry_after
-                )
-                self._telemetry.rate_limited(action, attempt, pause)  # telemetry hook
-                # Callers are never held up silently for longer than the
-                # backoff cap; a longer Retry-After is raised, not slept.
-                longest = max(policy.backoff_max, self._penalty)
-                await self.pacer.pause(min(pause, longest))
-                if last or pause > longest:
-                    raise RateLimitError(
-                        f"{action}: rate limit exceeded after {attempt} "
-                        f"attempt(s); retry after {pause:.1f}s",
-                        retry_after=pause,
-                        action=action,
-                    ) from outcome.error
-                logger.warning(
-                    "%s: server said rate limit exceeded; pausing all requests "
-                    "for %.1fs (attempt %d/%d)",
-                    action,
-                    pause,
-                    attempt,
-                    policy.attempts,
-                    extra=_telemetry.log_fields(action, attempt),
-                )
-                self.retries += 1
-                self._telemetry.retry(action, attempt, pause, outcome.error)  # hook
-                continue
-            if not outcome.retry or last:
-                raise outcome.error
-            delay = policy.backoff(attempt, self._random())
+            self._telemetry.rate_limited(action, attempt, pause)  # telemetry hook
+            # Callers are never held up silently for longer than the
+            # backoff cap; a longer Retry-After is raised, not slept.
+            longest = max(policy.backoff_max, self._penalty)
+            await self.pacer.pause(min(pause, longest))
+            if last or pause > longest:
+                raise RateLimitError(
+                    f"{action}: rate limit exceeded after {attempt} "
+                    f"attempt(s); retry after {pause:.1f}s",
+                    retry_after=pause,
+                    action=action,
+                ) from error
             logger.warning(
-                "%s; retrying in %.2fs (attempt %d/%d)",
-                outcome.error,
-                delay,
+                "%s: server said rate limit exceeded; pausing all requests "
+                "for %.1fs (attempt %d/%d)",
+                action,
+                pause,
                 attempt,
                 policy.attempts,
                 extra=_telemetry.log_fields(action, attempt),
             )
             self.retries += 1
-            self._telemetry.retry(action, attempt, delay, outcome.error)  # hook
-            await self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._telemetry.retry(action, attempt, pause, error)  # telemetry hook
+            return
+        if not outcome.retry or last:
+            raise error
+        delay = policy.backoff(attempt, self._random())
+        logger.warning(
+            "%s; retrying in %.2fs (attempt %d/%d)",
+            error,
+            delay,
+            attempt,
+            policy.attempts,
+            extra=_telemetry.log_fields(action, attempt),
+        )
+        self.retries += 1
+        self._telemetry.retry(action, attempt, delay, error)  # telemetry hook
+        await self._sleep(delay)
 
     async def _send(
         self, method: str, query: Mapping[str, str], data: Mapping[str, str] | None
@@ -665,7 +705,7 @@ class ApiSession:
             if shared is not None:
                 shared.slot = None
             # Waiting for the place may have taken a while: look again.
-            if self._closed or self._auth_failure is not None:
+            if self._stopped():
                 slot.unused()
                 raise self._blocked(action)
             # The clock is read only for the debug log.
