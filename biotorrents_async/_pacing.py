@@ -322,13 +322,6 @@ class LocalPacer:
         self._in_flight += 1
         queue.wake_head()
 
-    def _release(self, used: bool) -> None:
-        self._in_flight -= 1
-        if used and self._limit is not None:
-            self._done.append(self._clock())
-        if self._queue._live:
-            self._queue.wake_head()
-
     def slot(self, priority: int = INTERACTIVE) -> _LocalSlot:
         """Return a slot to hold around one attempt.
 
@@ -386,4 +379,10 @@ class _LocalSlot(QueuedSlot):
         await pacer._acquire(self)
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._pacer._release(self.used)
+        # LocalPacer._release, inline: one call fewer on every request.
+        pacer = self._pacer
+        pacer._in_flight -= 1
+        if self.used and pacer._limit is not None:
+            pacer._done.append(pacer._clock())
+        if pacer._queue._live:
+            pacer._queue.wake_head()
