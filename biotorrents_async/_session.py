@@ -651,7 +651,9 @@ class ApiSession:
             status = resp.status
             headers = resp.headers
             cap = self._max_body
-            length = resp.content_length
+            length_header = headers.get(hdrs.CONTENT_LENGTH)
+            # aiohttp's parser has checked it is digits (its content_length, inline).
+            length = None if length_header is None else int(length_header)
             if length is not None and length > cap:
                 raise _BodyTooLargeError(status)
             if (

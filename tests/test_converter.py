@@ -383,3 +383,116 @@ def test_badly_grouped_thousands_are_not_numbers(value: str) -> None:
     raw["seeding"] = value
     with pytest.raises(ResponseError, match="seeding"):
         structure(LENIENT, raw, CommunityStats, "community_stats")
+
+
+# --- the inline model hooks against cattrs' own ---------------------------------------
+
+# cattrs' generated hooks with the same field hooks: what the inline hooks must equal.
+ORACLE = make_converter(detailed=True)
+STRICT_ORACLE = make_converter(strict=True, detailed=True)
+# A value of every kind the server sends somewhere (and a few it should not).
+ODD_VALUES = [
+    0,
+    1,
+    -1,
+    2**70,
+    1.0,
+    1.5,
+    -0.0,
+    float("nan"),
+    float("inf"),
+    True,
+    False,
+    None,
+    "",
+    "0",
+    "1",
+    "12",
+    "1,204",
+    "1,204.5",
+    " 7 ",
+    "abc",
+    "a &amp; b",
+    "&lt;i&gt;",
+    "2021-01-16 08:41:09",
+    "0000-00-00 00:00:00",
+    "hidden",
+    [],
+    [1],
+    {},
+    {"a": 1},
+]
+
+
+def _recorded() -> list[tuple[str, object, object]]:
+    """(name, target type, raw value) of every recorded success."""
+    cases: list[tuple[str, object, object]] = [
+        (name, cl, response_of(name)) for name, cl in OBJECTS.items()
+    ]
+    for name, (item_type, items_key, _) in PAGES.items():
+        cases.append((name, tuple[item_type, ...], response_of(name)[items_key]))  # type: ignore[valid-type]
+    for name, (item_type, key) in LISTS.items():
+        cases.append((name, tuple[item_type, ...], response_of(name)[key]))  # type: ignore[valid-type]
+    return cases
+
+
+def _leaves(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Paths to every value inside ``value`` (the first two items of a list)."""
+    if isinstance(value, dict):
+        inner = [p for k, v in value.items() for p in _leaves(v, (*path, k))]
+    elif isinstance(value, list):
+        inner = [p for i, v in enumerate(value[:2]) for p in _leaves(v, (*path, i))]
+    else:
+        inner = []
+    return [*inner, path]
+
+
+def _at(value: object, path: tuple[object, ...]) -> object:
+    for step in path:
+        value = value[step]  # type: ignore[index]
+    return value
+
+
+def _replaced(value: object, path: tuple[object, ...], new: object) -> object:
+    if not path:
+        return new
+    copy = json.loads(json.dumps(value))
+    _at(copy, path[:-1])[path[-1]] = new  # type: ignore[index]
+    return copy
+
+
+def _outcome(conv: object, raw: object, cl: object) -> object:
+    try:
+        return ("ok", structure(conv, raw, cl, "t"))  # type: ignore[arg-type]
+    except ResponseError:
+        return ("error",)
+
+
+CASE_IDS = {"ids": lambda c: f"{c[0]}-{getattr(c[1], '__name__', 'items')}"}
+
+
+@pytest.mark.parametrize("case", _recorded(), **CASE_IDS)
+def test_inline_hooks_accept_and_refuse_what_cattrs_does(
+    case: tuple[str, object, object],
+) -> None:
+    _, cl, raw = case
+    assert _outcome(LENIENT, raw, cl)[0] == "ok"
+    for path in _leaves(raw):
+        for new in ODD_VALUES:
+            changed = _replaced(raw, path, new)
+            assert _outcome(LENIENT, changed, cl) == _outcome(ORACLE, changed, cl), (
+                path,
+                new,
+            )
+
+
+@pytest.mark.parametrize("case", _recorded(), **CASE_IDS)
+def test_inline_hooks_refuse_unknown_keys_when_strict(
+    case: tuple[str, object, object],
+) -> None:
+    _, cl, raw = case
+    objects = [path for path in _leaves(raw) if isinstance(_at(raw, path), dict)]
+    for path in objects:
+        extended = _replaced(raw, (*path, "brandNewKey"), 1)
+        assert _outcome(STRICT, extended, cl) == _outcome(STRICT_ORACLE, extended, cl)
+        assert _outcome(LENIENT, extended, cl) == _outcome(ORACLE, extended, cl)
