@@ -569,10 +569,10 @@ class ApiSession:
                 mine.future.set_result(answer)
             return answer, True
         finally:
-            if mine is not None:
+            if mine is not None and key is not None:
                 # Synchronous from the settling above: nobody joins in between.
-                if self._in_flight.get(key) is mine:  # type: ignore[arg-type]
-                    del self._in_flight[key]  # type: ignore[arg-type]
+                if self._in_flight.get(key) is mine:
+                    del self._in_flight[key]
                 if mine.future is not None and not mine.future.cancelled():
                     mine.future.exception()  # joiners raise it; never "unretrieved"
 
