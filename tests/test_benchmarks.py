@@ -21,6 +21,8 @@ RUNS = {
     "memory.py": (["--small", "10", "--large", "20"], "ratio large/small"),
     "watch.py": (["--items", "20", "--quiet-rounds", "5"], "duplicates: 0; missed: 0"),
     "telemetry.py": (["--requests", "20", "--rounds", "1"], "the hooks alone"),
+    # What valgrind runs (valgrind itself is not needed for this part).
+    "instructions.py": (["--drive", "client", "5"], ""),
 }
 
 
