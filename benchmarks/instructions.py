@@ -23,13 +23,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from overhead import serve
+from overhead import bare, client, serve
 
 from biotorrents_async import BioTorrentsClient, RetryPolicy
 
 
 async def drive(side: str, n: int) -> None:
-    """Warm up both sides, then send ``n`` requests of ``side``."""
+    """Warm up both sides, then send ``n`` requests of ``side`` (overhead.py's)."""
     runner, url = await serve()
     try:
         async with (
@@ -38,24 +38,10 @@ async def drive(side: str, n: int) -> None:
                 "t", base_url=url, rate_limit=None, retry=RetryPolicy.none()
             ) as c,
         ):
-
-            async def bare() -> None:
-                async with session.get(
-                    f"{url}/api.php",
-                    params={"action": "index"},
-                    headers={"Authorization": "Bearer t"},
-                ) as resp:
-                    assert json.loads(await resp.read())["response"]["id"] == 2
-
-            async def client() -> None:
-                assert (await c.index()).id == 2
-
-            for _ in range(50):
-                await bare()
-                await client()
-            one = bare if side == "bare" else client
-            for _ in range(n):
-                await one()
+            await bare(session, url, 50)
+            await client(c, 50)
+            if n:
+                await (bare(session, url, n) if side == "bare" else client(c, n))
     finally:
         await runner.cleanup()
 

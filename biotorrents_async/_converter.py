@@ -310,10 +310,7 @@ def make_converter(*, strict: bool = False, detailed: bool = False) -> Converter
 
         def structure_model(value: Any, tp: Any) -> Any:
             if type(value) is not dict:
-                if value == []:
-                    value = {}  # json_die() empty payload where an object belongs
-                elif not isinstance(value, dict):
-                    raise _fail(value, f"an object for {cls.__name__}")
+                value = _as_object(value, cls)
             return inner(value, tp)
 
         if cls is RecentGroup:
